@@ -1,0 +1,17 @@
+"""Small helpers shared across keras-attn (argument checking)."""
+
+from keras_attn.utils.arguments import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    check_rank,
+    check_rate,
+)
+
+__all__ = [
+    "check_choice",
+    "check_non_negative_int",
+    "check_positive_int",
+    "check_rank",
+    "check_rate",
+]
