@@ -4,6 +4,7 @@ from keras_attn.utils.arguments import (
     check_choice,
     check_non_negative_int,
     check_positive_int,
+    check_positive_number,
     check_rank,
     check_rate,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "check_choice",
     "check_non_negative_int",
     "check_positive_int",
+    "check_positive_number",
     "check_rank",
     "check_rate",
 ]

@@ -23,6 +23,16 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def check_positive_number(name, value, allow_none=False):
+    """Raises unless `value` is a real number > 0 (or `None` when allowed)."""
+    if value is None and allow_none:
+        return value
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+        expected = "a positive number" + (" or None" if allow_none else "")
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    return value
+
+
 def check_non_negative_int(name, value):
     """Raises unless `value` is an integer >= 0."""
     if not _is_int(value) or value < 0:
