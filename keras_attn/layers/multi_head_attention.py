@@ -528,11 +528,6 @@ class MultiHeadAttention(keras.layers.Layer):
             return head_mask[None, None, :, None]
         return head_mask[:, None, :, None]
 
-    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
-        if self._output_shape:
-            return tuple(query_shape[:-1]) + self._output_shape
-        return tuple(query_shape)
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -395,6 +395,22 @@ def test_standard_layer_checks(init_kwargs, tmp_path):
     )
 
 
+def test_functional_model_keeps_scores_and_cache_outputs():
+    layer = MultiHeadAttention(num_heads=2, key_dim=4, output_shape=10)
+    query = keras.Input((T, D), batch_size=B)
+    output, scores = layer(query, query, return_attention_scores=True)
+    assert tuple(output.shape) == (B, T, 10)
+    assert tuple(scores.shape) == (B, 2, T, T)
+    cache = keras.Input((2, T, 2, 4), batch_size=B)
+    step = keras.Input((1, D), batch_size=B)
+    output, new_cache = layer(step, step, cache=cache, cache_update_index=0)
+    assert tuple(new_cache.shape) == (B, 2, T, 2, 4)
+    model = keras.Model([step, cache], [output, new_cache])
+    out, filled = model([_rand(B, 1, D), np.zeros((B, 2, T, 2, 4), "float32")])
+    assert np.abs(_np(filled)[:, :, 0]).sum() > 0
+    assert np.all(_np(filled)[:, :, 1:] == 0)
+
+
 # ------------------------------------------------------------ bad input
 
 
