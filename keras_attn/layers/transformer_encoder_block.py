@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_attn.layers.feed_forward import ACTIVATIONS, FeedForward, clone_initializer
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
+from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
 from keras_attn.utils.arguments import (
     check_choice,
     check_non_negative_int,
@@ -15,8 +16,6 @@ from keras_attn.utils.arguments import (
     check_rank,
     check_rate,
 )
-
-NORMALIZATIONS = ("layer_norm", "rms_norm")
 
 # Offsets added to `seed` so that no two dropout layers of a block draw the
 # same mask.
@@ -130,12 +129,9 @@ class TransformerBlockBase(keras.layers.Layer):
         )
 
     def _make_norm(self, name):
-        norm_cls = (
-            keras.layers.RMSNormalization
-            if self.normalization == "rms_norm"
-            else keras.layers.LayerNormalization
+        return make_normalization(
+            self.normalization, self.norm_epsilon, dtype=self.dtype_policy, name=name
         )
-        return norm_cls(epsilon=self.norm_epsilon, dtype=self.dtype_policy, name=name)
 
     def _make_dropout(self, name, seed_offset):
         return keras.layers.Dropout(
