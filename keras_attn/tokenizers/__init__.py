@@ -1,0 +1,62 @@
+"""Tokenizers (text in, text out) and static-shape packing of token ids.
+
+Every tokenizer reserves the same special tokens at the same ids
+(`[PAD]`=0, `[UNK]`=1, `[BOS]`=2, `[EOS]`=3, `[SEP]`=4, `[CLS]`=5,
+`[MASK]`=6), runs as TensorFlow ops eagerly, in `tf.function` and in
+`tf.data`, and saves to a directory with `save(dir_path)` /
+`Tokenizer.from_directory(dir_path)`.
+
+- `WordPieceTokenizer.train(texts, vocabulary_size)`: subwords learned from
+  your text (keras-hub's WordPiece underneath).
+- `ByteTokenizer()`: UTF-8 bytes, no vocabulary, exact round trip.
+- `pack`, `pack_pair`: ragged ids -> dense `(batch, sequence_length)` with
+  padding masks and per-row truncation counts; `TruncationReport` sums them.
+"""
+
+from keras_attn.tokenizers.byte_tokenizer import ByteTokenizer
+from keras_attn.tokenizers.packing import TruncationReport, pack, pack_pair
+from keras_attn.tokenizers.special_tokens import (
+    BOS_ID,
+    BOS_TOKEN,
+    CLS_ID,
+    CLS_TOKEN,
+    EOS_ID,
+    EOS_TOKEN,
+    MASK_ID,
+    MASK_TOKEN,
+    PAD_ID,
+    PAD_TOKEN,
+    SEP_ID,
+    SEP_TOKEN,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    UNK_TOKEN,
+)
+from keras_attn.tokenizers.tokenizer import CONFIG_FILENAME, Tokenizer
+from keras_attn.tokenizers.word_piece_tokenizer import VOCABULARY_FILENAME, WordPieceTokenizer
+
+__all__ = [
+    "BOS_ID",
+    "BOS_TOKEN",
+    "CLS_ID",
+    "CLS_TOKEN",
+    "CONFIG_FILENAME",
+    "EOS_ID",
+    "EOS_TOKEN",
+    "MASK_ID",
+    "MASK_TOKEN",
+    "PAD_ID",
+    "PAD_TOKEN",
+    "SEP_ID",
+    "SEP_TOKEN",
+    "SPECIAL_TOKENS",
+    "UNK_ID",
+    "UNK_TOKEN",
+    "VOCABULARY_FILENAME",
+    "ByteTokenizer",
+    "Tokenizer",
+    "TruncationReport",
+    "WordPieceTokenizer",
+    "pack",
+    "pack_pair",
+]
