@@ -1,0 +1,167 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attn.training.callbacks import ResumableModelCheckpoint, training_callbacks
+
+EPOCHS = 5
+INTERRUPT_AT = 2  # 0-based: the third epoch never finishes
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1)) + 0.1).astype("float32")
+    return x, y
+
+
+def _model():
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == INTERRUPT_AT:
+            raise RuntimeError("simulated crash")
+
+
+def _fit(model, callbacks, validation=False):
+    x, y = _data()
+    return model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
+        validation_data=(x, y) if validation else None,
+    )
+
+
+def _weights(model):
+    return [ops.convert_to_numpy(w) for w in model.weights]
+
+
+def _log_rows(output_dir):
+    with open(os.path.join(output_dir, "training_log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def _interrupted_run(output_dir, **kwargs):
+    first = EpochRecorder()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(_model(), training_callbacks(output_dir, **kwargs) + [first, Interrupt()])
+    assert first.epochs == [0, 1]
+    assert os.path.isfile(os.path.join(output_dir, "backup", "latest.weights.h5"))
+
+
+def test_interrupted_fit_resumes_and_matches_uninterrupted_run(tmp_path):
+    reference = _model()
+    _fit(reference, [])
+
+    output_dir = str(tmp_path / "run")
+    _interrupted_run(output_dir)
+
+    resumed = _model()
+    second = EpochRecorder()
+    history = _fit(resumed, training_callbacks(output_dir) + [second])
+
+    assert second.epochs == [2, 3, 4]
+    assert len(history.history["loss"]) == 3
+    assert [int(row["epoch"]) for row in _log_rows(output_dir)] == [0, 1, 2, 3, 4]
+    for actual, expected in zip(_weights(resumed), _weights(reference)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    # A completed run removes its backup, so the next fit starts from scratch.
+    assert not os.path.exists(os.path.join(output_dir, "backup"))
+
+    checkpoint = os.path.join(output_dir, "checkpoint.weights.h5")
+    assert os.path.isfile(checkpoint)
+    loaded = _model()
+    loaded.optimizer.build(loaded.trainable_variables)
+    loaded.load_weights(checkpoint)
+    for actual, expected in zip(_weights(loaded), _weights(resumed)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_best_checkpoint_value_survives_a_resume(tmp_path):
+    output_dir = str(tmp_path / "run")
+    _interrupted_run(output_dir, save_best_only=True)
+    losses = [float(row["loss"]) for row in _log_rows(output_dir)]
+
+    class ReadBest(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.monitor, self.best = checkpoint.monitor, checkpoint.best
+
+    callbacks = training_callbacks(output_dir, save_best_only=True)
+    (checkpoint,) = [c for c in callbacks if isinstance(c, ResumableModelCheckpoint)]
+    probe = ReadBest()
+    _fit(_model(), callbacks + [probe])
+    assert probe.monitor == "loss"
+    assert probe.best == pytest.approx(min(losses), rel=1e-6)
+    all_losses = [float(row["loss"]) for row in _log_rows(output_dir)]
+    assert checkpoint.best == pytest.approx(min(all_losses), rel=1e-6)
+
+
+def test_monitor_defaults_to_val_loss_with_validation_data(tmp_path):
+    callbacks = training_callbacks(str(tmp_path), save_best_only=True)
+    (checkpoint,) = [c for c in callbacks if isinstance(c, ResumableModelCheckpoint)]
+    _fit(_model(), callbacks, validation=True)
+    assert checkpoint.monitor == "val_loss"
+    assert os.path.isfile(tmp_path / "checkpoint.weights.h5")
+
+    callbacks = training_callbacks(str(tmp_path / "other"), monitor="val_mae", mode="min")
+    assert callbacks[1].monitor == "val_mae"
+
+
+def test_callback_list(tmp_path):
+    output_dir = tmp_path / "nested" / "run"
+    callbacks = training_callbacks(output_dir, tensorboard=True)
+    assert output_dir.is_dir()
+    backup, checkpoint, logger, board = callbacks
+    assert isinstance(backup, keras.callbacks.BackupAndRestore)
+    assert backup.backup_dir == str(output_dir / "backup")
+    assert isinstance(checkpoint, keras.callbacks.ModelCheckpoint)
+    assert checkpoint.filepath == str(output_dir / "checkpoint.weights.h5")
+    assert checkpoint.save_weights_only
+    assert isinstance(logger, keras.callbacks.CSVLogger)
+    assert logger.filename == str(output_dir / "training_log.csv") and logger.append
+    assert isinstance(board, keras.callbacks.TensorBoard)
+    assert board.log_dir == str(output_dir / "tensorboard")
+
+    callbacks = training_callbacks(output_dir, csv_log=False)
+    assert [type(c) for c in callbacks] == [
+        keras.callbacks.BackupAndRestore,
+        ResumableModelCheckpoint,
+    ]
+
+
+def test_invalid_arguments(tmp_path):
+    a_file = tmp_path / "not_a_dir"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="output_dir"):
+        training_callbacks(a_file)
+    with pytest.raises(ValueError, match="output_dir"):
+        training_callbacks(None)
+    with pytest.raises(ValueError, match="monitor"):
+        training_callbacks(tmp_path, monitor="")
+    with pytest.raises(ValueError, match="mode"):
+        training_callbacks(tmp_path, mode="up")
