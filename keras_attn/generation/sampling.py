@@ -1,0 +1,285 @@
+"""Greedy decoding and temperature / top-k / top-p sampling in one compiled
+loop whose options are tensors."""
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attn.generation.decoding import (
+    call_next_fn,
+    check_prompts,
+    column,
+    concrete_value,
+    is_python_number,
+    write_column,
+)
+from keras_attn.utils.arguments import check_non_negative_int
+
+_SEED_MODULUS = 2**31 - 1
+
+
+class _TensorSeed(keras.random.SeedGenerator):
+    """Hands `keras.random` one given seed tensor, shape `(2,)` int32.
+
+    `keras.random` ops are stateless given a seed, but accept only Python ints
+    or a `SeedGenerator` (whose state is a variable). This generator holds no
+    variable: it returns the seed it was built with, so the seed can be a
+    traced tensor (a serving input) and a compiled loop stays pure.
+    """
+
+    def __init__(self, seed):  # no variable: deliberately skips the base init
+        self._seed = seed
+
+    def next(self, ordered=True):
+        return self._seed
+
+
+def sample(
+    next_fn,
+    token_ids,
+    prompt_mask,
+    cache,
+    temperature=0.0,
+    top_k=0,
+    top_p=1.0,
+    seed=None,
+    stop_token_ids=(),
+    pad_id=0,
+    start_index=0,
+):
+    """Extends right-padded prompts by greedy decoding or sampling.
+
+    One `ops.while_loop` (XLA-compilable) over a fixed-size buffer. For
+    `i = start_index .. L - 2` it feeds the token at position `i` to
+    `next_fn` and fills position `i + 1` where it is not a prompt token (see
+    `keras_attn.generation.decoding` for the `next_fn` contract). Rows are
+    independent: a mixed-length batch gives what each prompt gives alone.
+
+    `temperature`, `top_k`, `top_p` and `seed` may be Python numbers or scalar
+    tensors; tensors are handled inside the graph, so a function traced once
+    serves any values (e.g. optional serving inputs of an exported model).
+
+    Args:
+        next_fn: `(token_ids (B, 1), cache, index) -> (logits (B, vocab), cache)`.
+        token_ids: `(B, L)` int, prompts right-padded into the output buffer.
+        prompt_mask: `(B, L)` bool, True on each row's prompt (a non-empty
+            prefix).
+        cache: the model's cache nest (batch on axis 0) or `None`. By default
+            it is empty and the loop runs `next_fn` from position 0 (the
+            prompt is fed token by token). Pass a cache prefilled with the
+            first `start_index` positions (e.g. by one full forward pass)
+            and `start_index` to skip them.
+        temperature: 0 is greedy (argmax); > 0 samples from
+            `softmax(logits / temperature)`.
+        top_k: sample among the `top_k` highest logits; 0 = no limit.
+        top_p: nucleus sampling: the smallest set of most likely tokens whose
+            probability (after temperature and `top_k`) reaches `top_p`; at
+            least one token is always kept; 1.0 = no limit. Tokens tied with
+            the last kept logit are kept too.
+        seed: int or scalar int tensor. The noise of the step filling
+            position `p` is drawn from the stateless seed `(seed, p)`, so one
+            seed gives one output. `None` draws a seed from Keras' global
+            generator (reproducible after `keras.utils.set_random_seed`); in
+            compiled or exported functions pass a seed. One seed gives one
+            output per execution mode: TensorFlow's XLA random kernels draw
+            other numbers than its eager / graph ones.
+        stop_token_ids: token ids (a sequence of ints or a 1-D int tensor);
+            once a row generated one of them, its later non-prompt positions
+            are `pad_id`, and the loop ends when every row has stopped.
+        pad_id: int written after a stop token and past the prompts of rows
+            that stopped.
+        start_index: int or scalar int tensor, the number of leading
+            positions already written into `cache`; it must be smaller than
+            every prompt length.
+
+    Returns:
+        `(token_ids, generated_mask)`, both `(B, L)`: the prompts with the
+        generated tokens, and True where a token was generated (not prompt,
+        not padding after a stop token). Symbolic (traced) option values are
+        not checked; out-of-range ones act as their nearest valid value
+        (temperature <= 0 greedy, top_k <= 0 no limit, top_p keeps >= 1 token).
+
+    Example:
+    >>> table = keras.random.normal((8, 8), seed=0)  # a bigram "model"
+    >>> next_fn = lambda ids, cache, index: (ops.take(table, ids[:, 0], axis=0), cache)
+    >>> ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])
+    >>> out, generated = sample(next_fn, ids, ids > 0, None, temperature=0.8, top_k=3, seed=7)
+    """
+    temperature = _check_option("temperature", temperature, _non_negative, "a number >= 0")
+    top_k = _check_option("top_k", top_k, _non_negative_int, "an integer >= 0")
+    top_p = _check_option("top_p", top_p, _unit_interval, "a number in (0, 1]")
+    pad_id = check_non_negative_int("pad_id", pad_id)
+    stop_token_ids = _check_stop_token_ids(stop_token_ids)
+    token_ids, prompt_mask, start_index = check_prompts(token_ids, prompt_mask, start_index)
+    greedy_only = is_python_number(temperature) and temperature == 0
+    seed = _seed_tensor(seed, greedy_only)
+    choose = _token_chooser(temperature, top_k, top_p)
+    length = ops.shape(token_ids)[1]
+    has_cache = cache is not None
+
+    token_ids = ops.where(prompt_mask, token_ids, pad_id)
+    generated = ops.zeros_like(prompt_mask)
+    # A row whose prompt fills the buffer has nothing to generate.
+    done = ops.all(prompt_mask, axis=1)
+
+    def cond(index, token_ids, generated, done, cache):
+        return ops.logical_and(index < length - 1, ops.logical_not(ops.all(done)))
+
+    def body(index, token_ids, generated, done, cache):
+        logits, cache = call_next_fn(next_fn, token_ids, cache, index, has_cache)
+        position = index + 1
+        new = choose(logits, ops.stack([seed, position]))
+        is_prompt = column(prompt_mask, position)
+        fresh = ops.logical_and(ops.logical_not(is_prompt), ops.logical_not(done))
+        token = ops.where(is_prompt, column(token_ids, position), ops.where(done, pad_id, new))
+        token_ids = write_column(token_ids, position, token)
+        generated = write_column(generated, position, fresh)
+        if stop_token_ids is not None:
+            stopped = ops.any(ops.equal(new[:, None], stop_token_ids[None, :]), axis=1)
+            done = ops.logical_or(done, ops.logical_and(fresh, stopped))
+        return index + 1, token_ids, generated, done, cache
+
+    _, token_ids, generated, _, _ = ops.while_loop(
+        cond,
+        body,
+        (start_index, token_ids, generated, done, () if cache is None else cache),
+        maximum_iterations=length - 1 - start_index,
+    )
+    return token_ids, generated
+
+
+def _token_chooser(temperature, top_k, top_p):
+    """`(logits (B, V) float32, seed (2,) int32) -> (B,) int32`.
+
+    Python option values decide branches while tracing; tensor values through
+    `ops.cond`, so one trace serves all values.
+    """
+
+    def choose(logits, seed):
+        greedy = ops.cast(ops.argmax(logits, axis=-1), "int32")
+
+        def sampled():
+            scaled = logits / ops.maximum(ops.cast(temperature, "float32"), 1e-6)
+            if is_python_number(top_k) and is_python_number(top_p):
+                no_limit = top_k == 0 and top_p >= 1
+                filtered = scaled if no_limit else _filter_logits(scaled, top_k, top_p)
+            else:
+                needs_filter = ops.logical_or(
+                    ops.convert_to_tensor(top_k) > 0, ops.convert_to_tensor(top_p) < 1
+                )
+                filtered = ops.cond(
+                    needs_filter, lambda: _filter_logits(scaled, top_k, top_p), lambda: scaled
+                )
+            # Gumbel-max: argmax(logits + Gumbel noise) is a sample of
+            # softmax(logits). The noise is drawn per vocabulary id whatever
+            # is filtered out, so top_k / top_p only remove candidates and one
+            # seed picks consistent tokens across settings.
+            gumbel = -ops.log(-ops.log(_uniform_noise(ops.shape(filtered), seed)))
+            return ops.cast(ops.argmax(filtered + gumbel, axis=-1), "int32")
+
+        if is_python_number(temperature):
+            return greedy if temperature == 0 else sampled()
+        return ops.cond(ops.convert_to_tensor(temperature) > 0, sampled, lambda: greedy)
+
+    return choose
+
+
+def _uniform_noise(shape, seed):
+    """Uniform noise in (0, 1) from a stateless `(2,)` int32 seed tensor."""
+    return keras.random.uniform(shape, minval=1e-20, maxval=1.0, seed=_TensorSeed(seed))
+
+
+def _filter_logits(logits, top_k, top_p):
+    """Sets to -inf every logit outside the top `top_k` (0 = all) and outside
+    the nucleus `top_p` of what remains; the best token always stays."""
+    vocab = ops.shape(logits)[-1]
+    ranked = -ops.sort(-logits, axis=-1)  # (B, V), descending
+    rank = ops.arange(vocab, dtype="int32")[None, :]
+    top_k = ops.cast(top_k, "int32")
+    k = ops.where(top_k > 0, ops.minimum(top_k, vocab), vocab)
+    in_top_k = rank < k
+    probabilities = ops.softmax(ops.where(in_top_k, ranked, -np.inf), axis=-1)
+    # Probability mass strictly before each rank: a token is kept while the
+    # tokens above it have not yet reached `top_p`.
+    mass_before = ops.cumsum(probabilities, axis=-1) - probabilities
+    keep = ops.logical_and(in_top_k, mass_before < ops.cast(top_p, "float32"))
+    keep = ops.logical_or(keep, rank == 0)
+    threshold = ops.min(ops.where(keep, ranked, np.inf), axis=-1, keepdims=True)
+    return ops.where(logits >= threshold, logits, -np.inf)
+
+
+def _seed_tensor(seed, greedy_only):
+    if seed is None:
+        if greedy_only:
+            return ops.convert_to_tensor(0, "int32")
+        return keras.random.randint((), 0, _SEED_MODULUS, dtype="int32")
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return ops.convert_to_tensor(int(seed) % _SEED_MODULUS, "int32")
+    if isinstance(seed, (bool, numbers.Number)):
+        raise ValueError(f"`seed` must be an integer or an int tensor. Received: seed={seed!r}")
+    seed = ops.convert_to_tensor(seed)
+    if len(seed.shape) != 0 or "int" not in keras.backend.standardize_dtype(seed.dtype):
+        raise ValueError(
+            "`seed` must be an integer or a scalar int tensor. Received: seed with shape "
+            f"{tuple(seed.shape)} and dtype {keras.backend.standardize_dtype(seed.dtype)}"
+        )
+    return ops.cast(seed, "int32")
+
+
+def _check_stop_token_ids(stop_token_ids):
+    """Returns a 1-D int32 tensor, or `None` when there is none."""
+    if stop_token_ids is None:
+        return None
+    if isinstance(stop_token_ids, (list, tuple, set, frozenset)):
+        ids = list(stop_token_ids)
+        for value in ids:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise ValueError(
+                    "`stop_token_ids` must be non-negative integer token ids. "
+                    f"Received: stop_token_ids={stop_token_ids!r}"
+                )
+        return ops.convert_to_tensor(ids, "int32") if ids else None
+    ids = ops.convert_to_tensor(stop_token_ids)
+    if len(ids.shape) != 1 or "int" not in keras.backend.standardize_dtype(ids.dtype):
+        raise ValueError(
+            "`stop_token_ids` must be a sequence of ints or a 1-D int tensor. Received: "
+            f"stop_token_ids with shape {tuple(ids.shape)}"
+        )
+    return ops.cast(ids, "int32")
+
+
+def _non_negative(value):
+    return value >= 0
+
+
+def _non_negative_int(value):
+    return value >= 0 and float(value).is_integer()
+
+
+def _unit_interval(value):
+    return 0 < value <= 1
+
+
+def _check_option(name, value, valid, expected):
+    """Python numbers and known tensors are checked now; traced tensors are
+    handled (clamped) inside the graph. Returns a Python number or a scalar
+    tensor."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    if is_python_number(value):
+        number = value.item() if isinstance(value, np.generic) else value
+        if not np.isfinite(number) or not valid(number):
+            raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+        return number
+    tensor = ops.convert_to_tensor(value)
+    if len(tensor.shape) != 0:
+        raise ValueError(
+            f"`{name}` must be a number or a scalar tensor. Received: {name} with shape "
+            f"{tuple(tensor.shape)}"
+        )
+    known = concrete_value(tensor)
+    if known is not None and (not np.isfinite(known) or not valid(known.item())):
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={known.item()!r}")
+    return tensor
