@@ -1,0 +1,23 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_attn.training import MaskedSparseCategoricalCrossentropy
+
+
+def compile_for_tokens(model, learning_rate=3e-3):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=MaskedSparseCategoricalCrossentropy(),
+        jit_compile=True,
+    )
+    return model
+
+
+def logits_of(model, inputs):
+    return np.asarray(keras.ops.convert_to_numpy(model(inputs)))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_dataset_shuffle_warning(recwarn):
+    yield

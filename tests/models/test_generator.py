@@ -1,0 +1,163 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from keras_attn.datasets import alphabet_runs
+from keras_attn.models import Generator
+from tests.models.conftest import compile_for_tokens, logits_of
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _expected_run(prompt, n):
+    start = LETTERS.index(prompt[-1]) + 1
+    return LETTERS[start : start + n]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    generator = compile_for_tokens(Generator.from_preset("tiny", sequence_length=16))
+    history = generator.fit(generator.make_dataset(alphabet_runs(3000, seed=0), batch_size=64),
+                            epochs=3, verbose=0)
+    return generator, history.history["loss"]
+
+
+def test_generator_learns_alphabet_runs(trained):
+    generator, losses = trained
+    assert losses[-1] < 0.4 * losses[0]
+    prompts = [run[:3] for run in alphabet_runs(60, seed=1)]
+    outputs = generator.generate(prompts, max_new_tokens=4, stop_token_ids=None)
+    accuracy = np.mean([out == _expected_run(p, 4) for out, p in zip(outputs, prompts)])
+    assert accuracy > 0.9
+
+
+def _uncached_greedy(generator, prompt, max_new_tokens):
+    """Reference: re-run the whole causal pass for every new token."""
+    ids = [generator.tokenizer.bos_id, *generator.tokenizer.tokenize([prompt])[0].numpy()]
+    new = []
+    for _ in range(max_new_tokens):
+        logits = logits_of(generator, np.array([ids], "int32"))
+        ids.append(int(logits[0, -1].argmax()))
+        new.append(ids[-1])
+    return new
+
+
+def test_cached_generation_equals_uncached_greedy_decoding(trained):
+    generator, _ = trained
+    prompts = ["abc", "mnop", "x", ""]
+    cached = generator.generate(prompts, max_new_tokens=6, stop_token_ids=None, return_ids=True)
+    for prompt, ids in zip(prompts, cached):
+        assert ids == _uncached_greedy(generator, prompt, 6)
+
+
+def test_mixed_length_batch_equals_one_prompt_at_a_time(trained):
+    generator, _ = trained
+    prompts = ["ab", "defghij", "q", "klm"]
+    batch = generator.generate(prompts, max_new_tokens=5)
+    alone = [generator.generate(p, max_new_tokens=5) for p in prompts]
+    assert batch == alone
+
+
+def test_sampling_is_seeded_and_options_do_not_recompile(trained):
+    generator, _ = trained
+    options = dict(max_new_tokens=8, temperature=2.0, stop_token_ids=None)
+    first = generator.generate(["abc", "klm"], seed=11, **options)
+    assert generator.generate(["abc", "klm"], seed=11, **options) == first
+    others = [generator.generate(["abc", "klm"], seed=s, **options) for s in range(12, 16)]
+    assert any(other != first for other in others)
+    traces = generator._decode_function.experimental_get_tracing_count()
+    generator.generate(["abc", "klm"], seed=3, max_new_tokens=8, temperature=0.7, top_k=3,
+                       stop_token_ids=None)
+    generator.generate(["abc", "klm"], seed=4, max_new_tokens=8, top_p=0.5, stop_token_ids=None)
+    assert generator._decode_function.experimental_get_tracing_count() == traces
+
+
+def test_top_k_one_is_greedy_at_any_temperature(trained):
+    generator, _ = trained
+    greedy = generator.generate(["ghi"], max_new_tokens=5)
+    assert generator.generate(["ghi"], max_new_tokens=5, temperature=3.0, top_k=1, seed=1) == greedy
+
+
+def test_stop_tokens_end_generation(trained):
+    generator, _ = trained
+    stop = generator.tokenizer.token_to_id("f")
+    out = generator.generate("abc", max_new_tokens=6, stop_token_ids=[stop])
+    assert out == "de"
+
+
+def test_keras_file_and_preset_directory_round_trips(trained, tmp_path):
+    generator, _ = trained
+    ids = np.array([[2, 10, 11, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], "int32")
+    expected_logits = logits_of(generator, ids)
+    expected_text = generator.generate(["hij", "b"], max_new_tokens=5)
+
+    path = str(tmp_path / "generator.keras")
+    generator.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(logits_of(restored, ids), expected_logits, atol=1e-6)
+    assert restored.generate(["hij", "b"], max_new_tokens=5) == expected_text
+
+    preset = str(tmp_path / "preset")
+    generator.save_to_preset(preset)
+    assert sorted(os.listdir(preset)) == ["config.json", "model.weights.h5", "tokenizer"]
+    loaded = Generator.from_preset(preset)
+    np.testing.assert_allclose(logits_of(loaded, ids), expected_logits, atol=1e-6)
+    assert loaded.generate(["hij", "b"], max_new_tokens=5) == expected_text
+    with pytest.raises(ValueError, match="already exists"):
+        generator.save_to_preset(preset)
+
+
+def test_failed_preset_write_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
+    generator, _ = trained
+    preset = str(tmp_path / "preset")
+    generator.save_to_preset(preset)
+    before = sorted(os.listdir(preset))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(generator), "save_weights", broken)
+    with pytest.raises(OSError, match="disk full"):
+        generator.save_to_preset(preset, overwrite=True)
+    assert sorted(os.listdir(preset)) == before
+    assert [p for p in os.listdir(tmp_path) if p != "preset"] == []
+    Generator.from_preset(preset)
+
+
+def test_trains_in_mixed_bfloat16_and_in_a_distribution_strategy():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    generator = compile_for_tokens(Generator.from_preset("tiny", sequence_length=16))
+    history = generator.fit(generator.make_dataset(alphabet_runs(256), batch_size=32),
+                            epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert isinstance(generator.generate("abc", max_new_tokens=3), str)
+    keras.config.set_dtype_policy("float32")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        generator = compile_for_tokens(Generator.from_preset("tiny", sequence_length=16))
+    history = generator.fit(generator.make_dataset(alphabet_runs(256), batch_size=32),
+                            epochs=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_presets_and_bad_arguments(trained):
+    generator, _ = trained
+    assert {"tiny", "small", "base", "gpt2_small"} <= set(Generator.preset_names())
+    with pytest.raises(ValueError, match="preset"):
+        Generator.from_preset("gpt5")
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generator.generate("abc", max_new_tokens=16)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generator.generate("abc", max_new_tokens=0)
+    with pytest.raises(ValueError, match="stop_token_ids"):
+        generator.generate("abc", max_new_tokens=4, stop_token_ids="end")
+    with pytest.raises(ValueError, match="tokenizer"):
+        Generator.from_preset("tiny", vocabulary_size=100)
+    with pytest.warns(UserWarning, match="dropped"):
+        generator.generate("abcdefghijklmn", max_new_tokens=4)
+    assert ops.convert_to_numpy(generator.generate_ids(
+        np.array([[2, 10, 0, 0]]), np.array([[True, True, False, False]]))).shape == (1, 4)
