@@ -51,7 +51,12 @@ def deserialize_part(value):
 
 
 def check_tokenizer_fits(tokenizer, vocabulary_size, name="tokenizer"):
-    if tokenizer.vocabulary_size > vocabulary_size:
+    """Raises unless every id of `tokenizer` indexes the model's embeddings.
+
+    Skipped while the tokenizer waits for its vocabulary: a model loaded from
+    a `.keras` file is built before the tokenizer's assets are restored.
+    """
+    if tokenizer.has_vocabulary and tokenizer.vocabulary_size > vocabulary_size:
         raise ValueError(
             f"The tokenizer's ids must fit the model: `{name}.vocabulary_size` "
             f"({tokenizer.vocabulary_size}) must be <= the model's vocabulary size "

@@ -36,7 +36,7 @@ def pack_ids(rows, length, tokenizer, add_bos=False, add_eos=False):
         eos_id=tokenizer.eos_id,
         pad_id=tokenizer.pad_id,
     )
-    return np.asarray(ids), np.asarray(mask), np.asarray(truncated)
+    return np.array(ids), np.array(mask), np.array(truncated)
 
 
 def make_dataset(arrays, batch_size, shuffle=True, seed=0):

@@ -19,7 +19,7 @@ from keras_attn.models.text_batches import (
     tokenize_texts,
 )
 from keras_attn.models.translator_presets import TRANSLATOR_PRESETS
-from keras_attn.utils.arguments import check_positive_int
+from keras_attn.utils.arguments import check_choice, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -160,14 +160,27 @@ class Translator(Task):
         decoded = [t.decode("utf-8", errors="replace") for t in ops.convert_to_numpy(texts_out)]
         return decoded[0] if single else decoded
 
-    def translate_ids(self, source_ids, beam_width=1, length_penalty=0.6, max_length=None):
+    def translate_ids(
+        self, source_ids, beam_width=1, length_penalty=0.6, max_length=None, search=None
+    ):
         """Compiled decoding from source ids `(batch, source_length)`.
 
+        Args:
+            source_ids: int `(batch, source_length)`, as `encode_sources`.
+            beam_width, length_penalty, max_length: as in `translate`.
+            search: `"greedy"` or `"beam"`; by default greedy for
+                `beam_width=1`, beam search otherwise.
+
         Returns int `(batch, max_length + 1)`: `[BOS]`, the translation, then
-        `[EOS]` and padding. One compiled function per beam width and
+        `[EOS]` and padding. One compiled function per search, beam width and
         buffer length; the length penalty is a tensor input.
         """
         beam_width = check_positive_int("beam_width", beam_width)
+        search = check_choice(
+            "search", search or ("greedy" if beam_width == 1 else "beam"), ("greedy", "beam")
+        )
+        if search == "greedy" and beam_width != 1:
+            raise ValueError(f"`search='greedy'` needs beam_width=1. Received: {beam_width}")
         max_length = check_positive_int(
             "max_length", max_length or self.backbone.target_length - 1
         )
@@ -176,17 +189,17 @@ class Translator(Task):
                 f"`max_length` must be smaller than target_length "
                 f"({self.backbone.target_length}). Received: max_length={max_length}"
             )
-        key = (beam_width, max_length)
+        key = (search, beam_width, max_length)
         if key not in self._translate_functions:
             self._translate_functions[key] = compiled(
-                lambda s, p: self._decode(s, p, beam_width, max_length + 1)
+                lambda s, p: self._decode(s, p, search, beam_width, max_length + 1)
             )
         return self._translate_functions[key](
             ops.convert_to_tensor(source_ids, "int32"),
             ops.convert_to_tensor(length_penalty, "float32"),
         )
 
-    def _decode(self, source_ids, length_penalty, beam_width, length):
+    def _decode(self, source_ids, length_penalty, search, beam_width, length):
         batch_size = ops.shape(source_ids)[0]
         encoder_outputs, source_mask = self.backbone.encode(source_ids)
         cache = (
@@ -207,7 +220,7 @@ class Translator(Task):
         prompt_mask = ops.arange(length)[None, :] < 1
         prompt_mask = ops.broadcast_to(prompt_mask, (batch_size, length))
         eos, pad = self.target_tokenizer.eos_id, self.target_tokenizer.pad_id
-        if beam_width == 1:
+        if search == "greedy":
             output, _ = sample(
                 next_fn, token_ids, prompt_mask, cache, stop_token_ids=(eos,), pad_id=pad
             )

@@ -110,6 +110,11 @@ class Tokenizer(keras.layers.Layer):
         return MASK_ID
 
     @property
+    def has_vocabulary(self):
+        """False while a vocabulary is still to come (e.g. from `load_assets`)."""
+        return True
+
+    @property
     def special_tokens(self):
         """The special token strings, in id order."""
         return SPECIAL_TOKENS

@@ -209,6 +209,10 @@ class WordPieceTokenizer(Tokenizer):
         self._checked_vocabulary()
         return self._untracked.word_piece.detokenize(ids)
 
+    @property
+    def has_vocabulary(self):
+        return self._vocabulary is not None
+
     def _checked_vocabulary(self):
         if self._vocabulary is None:
             raise ValueError(

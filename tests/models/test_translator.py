@@ -1,0 +1,125 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from keras_attn.datasets import number_words
+from keras_attn.models import Translator
+from keras_attn.tokenizers import ByteTokenizer, WordPieceTokenizer
+from tests.models.conftest import compile_for_tokens, logits_of
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(0)
+    translator = compile_for_tokens(
+        Translator.from_preset("tiny", source_length=32, target_length=8)
+    )
+    sources, targets = number_words(4000, seed=0)
+    history = translator.fit(translator.make_dataset(sources, targets, batch_size=64),
+                             epochs=5, verbose=0)
+    return translator, history.history["loss"]
+
+
+def test_translator_learns_number_words(trained):
+    translator, losses = trained
+    assert losses[-1] < 0.1 * losses[0]
+    sources, targets = number_words(200, seed=1)
+    outputs = translator.translate(sources)
+    exact = np.mean([o == t for o, t in zip(outputs, targets)])
+    assert exact > 0.9
+
+
+def _uncached_greedy(translator, source_ids, steps):
+    """Reference: re-run the whole decoder on the growing target each step."""
+    bos, eos = translator.target_tokenizer.bos_id, translator.target_tokenizer.eos_id
+    target = [[bos] for _ in range(len(source_ids))]
+    done = [False] * len(source_ids)
+    for _ in range(steps):
+        logits = logits_of(translator, {"source_ids": source_ids,
+                                        "target_ids": np.array(target, "int32")})
+        for row, token in enumerate(logits[:, -1].argmax(-1)):
+            target[row].append(0 if done[row] else int(token))
+            done[row] = done[row] or int(token) == eos
+    return np.array(target)
+
+
+def test_cached_translation_equals_uncached_greedy_decoding(trained):
+    translator, _ = trained
+    sources, _ = number_words(6, seed=2)
+    source_ids, _ = translator.encode_sources(sources)
+    cached = ops.convert_to_numpy(translator.translate_ids(source_ids, max_length=7))
+    np.testing.assert_array_equal(cached, _uncached_greedy(translator, source_ids, 7))
+
+
+def test_beam_search_with_one_beam_equals_greedy(trained):
+    translator, _ = trained
+    sources, _ = number_words(16, seed=3)
+    source_ids, _ = translator.encode_sources(sources)
+    greedy = translator.translate_ids(source_ids, search="greedy")
+    beam = translator.translate_ids(source_ids, beam_width=1, search="beam")
+    np.testing.assert_array_equal(ops.convert_to_numpy(beam), ops.convert_to_numpy(greedy))
+
+
+def test_beam_search_translates_batches_and_matches_one_at_a_time(trained):
+    translator, _ = trained
+    sources, targets = number_words(40, seed=4)
+    batch = translator.translate(sources, beam_width=4, length_penalty=0.6)
+    assert np.mean([o == t for o, t in zip(batch, targets)]) > 0.9
+    assert [translator.translate(s, beam_width=4) for s in sources[:3]] == batch[:3]
+
+
+def test_keras_file_and_preset_round_trips(trained, tmp_path):
+    translator, _ = trained
+    sources, _ = number_words(4, seed=5)
+    source_ids, _ = translator.encode_sources(sources)
+    inputs = {"source_ids": source_ids, "target_ids": np.full((4, 8), 2, "int32")}
+    expected_logits = logits_of(translator, inputs)
+    expected = translator.translate(sources, beam_width=2)
+    path = str(tmp_path / "translator.keras")
+    translator.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(logits_of(restored, inputs), expected_logits, atol=1e-6)
+    assert restored.translate(sources, beam_width=2) == expected
+    translator.save_to_preset(str(tmp_path / "preset"))
+    loaded = Translator.from_preset(str(tmp_path / "preset"))
+    np.testing.assert_allclose(logits_of(loaded, inputs), expected_logits, atol=1e-6)
+    assert loaded.translate(sources) == translator.translate(sources)
+
+
+def test_separate_vocabularies_train_under_mixed_precision_and_distribution():
+    sources, targets = number_words(256, seed=6)
+    source_tokenizer = WordPieceTokenizer.train(sources, vocabulary_size=60)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    translator = compile_for_tokens(Translator.from_preset(
+        "tiny", source_tokenizer=source_tokenizer, target_tokenizer=ByteTokenizer(),
+        source_length=8, target_length=6))
+    assert not translator.backbone.share_embeddings
+    assert translator.backbone.source_vocabulary_size == source_tokenizer.vocabulary_size
+    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
+                             epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert len(translator.translate(sources[:2], beam_width=2)) == 2
+    keras.config.set_dtype_policy("float32")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        translator = compile_for_tokens(Translator.from_preset(
+            "tiny", source_length=32, target_length=6))
+    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
+                             epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_bad_arguments(trained):
+    translator, _ = trained
+    with pytest.raises(ValueError, match="beam_width"):
+        translator.translate("one", beam_width=0)
+    with pytest.raises(ValueError, match="max_length"):
+        translator.translate("one", max_length=8)
+    with pytest.raises(ValueError, match="search"):
+        translator.translate_ids(np.ones((1, 32), "int32"), beam_width=2, search="greedy")
+    with pytest.raises(ValueError, match="sources"):
+        translator.make_dataset(["one", "two"], ["1"])
+    with pytest.raises(ValueError, match="target_tokenizer"):
+        Translator.from_preset("tiny", target_tokenizer=ByteTokenizer(),
+                               target_vocabulary_size=100, share_embeddings=False)
