@@ -16,16 +16,21 @@ def _run(*args, timeout=600):
     )
 
 
-def test_quickstart_fast_learns_both_tasks(tmp_path):
+def test_quickstart_fast_trains_all_three_tiny_models(tmp_path):
     metrics_path = tmp_path / "metrics.json"
-    result = _run("quickstart", "--fast", "--metrics-json", str(metrics_path))
+    output_dir = tmp_path / "models"
+    result = _run("quickstart", "--fast", "--metrics-json", str(metrics_path),
+                  "--output-dir", str(output_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "test accuracy" in result.stdout
+    for line in ("[1/3] translator", "[2/3] classifier", "[3/3] generator"):
+        assert line in result.stdout
     metrics = json.loads(metrics_path.read_text())
-    assert metrics["classifier_accuracy"] > 0.8
-    assert metrics["copy_loss_last_epoch"] < 0.25 * metrics["copy_loss_first_epoch"]
-    assert metrics["copy_exact_match"] > 0.8
-    assert metrics["cached_equals_uncached"] is True
+    assert metrics["translator"]["exact_match_beam4"] > 0.8
+    assert metrics["classifier"]["accuracy"] > 0.85
+    assert metrics["generator"]["continuation_accuracy"] > 0.85
+    for name in ("translator", "classifier", "generator"):
+        assert metrics[name]["loss_last_epoch"] < 0.5 * metrics[name]["loss_first_epoch"]
+        assert (output_dir / name / "config.json").is_file()
 
 
 def test_help_lists_quickstart_options():

@@ -13,7 +13,12 @@ from keras_attn.models.task import (
     deserialize_part,
     tokenizer_and_vocabulary,
 )
-from keras_attn.models.text_batches import make_dataset, pack_ids, tokenize_texts
+from keras_attn.models.text_batches import (
+    make_dataset,
+    pack_ids,
+    report_truncation,
+    tokenize_texts,
+)
 from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
 
 
@@ -162,7 +167,7 @@ class Classifier(Task):
     def make_dataset(self, texts, labels, text_pairs=None, batch_size=32, shuffle=True, seed=0):
         """A `tf.data.Dataset` of `(inputs, labels)` batches for `fit`."""
         inputs, truncated = self.preprocess(texts, text_pairs)
-        self.last_truncation = truncated
+        self.last_truncation = report_truncation(truncated, "texts")
         labels = self._label_ids(labels)
         return make_dataset((inputs, labels), batch_size, shuffle=shuffle, seed=seed)
 
@@ -197,16 +202,14 @@ class Classifier(Task):
         return labels, probabilities
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-            "label_names": self.label_names,
-        }
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            pooling=self.pooling,
+            dropout=self.dropout,
+            label_names=self.label_names,
+        )
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -289,7 +292,7 @@ class MaskedLanguageModel(Task):
         """`(inputs, labels)` batches; each text appears `num_maskings` times
         with a different random masking (static masking, as in BERT)."""
         inputs, truncated = encode_texts(self.tokenizer, texts, self.backbone.sequence_length)
-        self.last_truncation = truncated
+        self.last_truncation = report_truncation(truncated, "texts")
         parts = []
         for copy in range(check_positive_int("num_maskings", num_maskings)):
             masked, labels = self.mask_tokens(inputs["token_ids"], seed=seed + copy)
@@ -299,11 +302,5 @@ class MaskedLanguageModel(Task):
         return make_dataset((merged_inputs, merged_labels), batch_size, shuffle, seed)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-            "mask_rate": self.mask_rate,
-        }
+        return {**super().get_config(), "mask_rate": self.mask_rate}
 

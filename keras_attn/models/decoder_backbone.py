@@ -6,6 +6,7 @@ from keras import ops
 from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_attn.models.backbone import Backbone
 from keras_attn.utils.arguments import (
     check_choice,
     check_positive_int,
@@ -18,7 +19,7 @@ POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class DecoderBackbone(keras.Model):
+class DecoderBackbone(Backbone):
     """A stack of causal pre-norm decoder blocks (Radford et al. 2019).
 
     token ids -> token + position embedding -> `num_layers` x
@@ -58,6 +59,23 @@ class DecoderBackbone(keras.Model):
     >>> step_logits, caches = backbone.call_with_cache(
     ...     keras.ops.ones((2, 1), "int32"), caches, index=0)
     """
+
+    config_keys = (
+        "vocabulary_size",
+        "sequence_length",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "num_key_value_heads",
+        "dropout",
+        "activation",
+        "normalization",
+        "position_encoding",
+        "rope_max_wavelength",
+        "tie_embeddings",
+        "norm_epsilon",
+    )
 
     def __init__(
         self,
@@ -189,24 +207,3 @@ class DecoderBackbone(keras.Model):
             )
             updated.append(cache)
         return self._logits(x), tuple(updated)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "sequence_length": self.sequence_length,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_key_value_heads": self.num_key_value_heads,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "normalization": self.normalization,
-            "position_encoding": self.position_encoding,
-            "rope_max_wavelength": self.rope_max_wavelength,
-            "tie_embeddings": self.tie_embeddings,
-            "norm_epsilon": self.norm_epsilon,
-        }

@@ -6,6 +6,7 @@ from keras import ops
 from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_attn.models.backbone import Backbone
 from keras_attn.utils.arguments import (
     check_choice,
     check_non_negative_int,
@@ -16,7 +17,7 @@ from keras_attn.utils.arguments import (
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class EncoderBackbone(keras.Model):
+class EncoderBackbone(Backbone):
     """A stack of bidirectional encoder blocks (Devlin et al. 2019).
 
     token ids (+ segment ids) -> token + position + segment embedding ->
@@ -52,6 +53,22 @@ class EncoderBackbone(keras.Model):
     >>> outputs["sequence_output"].shape, outputs["pooled_output"].shape
     ((2, 16, 32), (2, 32))
     """
+
+    config_keys = (
+        "vocabulary_size",
+        "sequence_length",
+        "num_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "num_segments",
+        "dropout",
+        "activation",
+        "normalization",
+        "norm_first",
+        "position_encoding",
+        "norm_epsilon",
+    )
 
     def __init__(
         self,
@@ -171,23 +188,3 @@ class EncoderBackbone(keras.Model):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return {"sequence_output": x, "pooled_output": self.pooler(x[:, 0])}
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "sequence_length": self.sequence_length,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_segments": self.num_segments,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "normalization": self.normalization,
-            "norm_first": self.norm_first,
-            "position_encoding": self.position_encoding,
-            "norm_epsilon": self.norm_epsilon,
-        }

@@ -21,6 +21,7 @@ from keras_attn.models.text_batches import (
     make_dataset,
     pack_ids,
     ragged,
+    report_truncation,
     tokenize_texts,
 )
 from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
@@ -94,7 +95,7 @@ class Generator(Task):
             add_eos=True,
             tokenizer=self.tokenizer,
         )
-        self.last_truncation = truncated
+        self.last_truncation = report_truncation(truncated, "texts")
         weights = mask[:, 1:].astype("float32")
         return make_dataset(
             (ids[:, :-1], ids[:, 1:], weights), batch_size, shuffle=shuffle, seed=seed
@@ -269,11 +270,3 @@ class Generator(Task):
     def _detokenize(self, rows):
         texts = self.tokenizer.detokenize(ragged(rows))
         return [t.decode("utf-8", errors="replace") for t in ops.convert_to_numpy(texts)]
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-        }

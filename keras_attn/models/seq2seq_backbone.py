@@ -7,6 +7,7 @@ from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
+from keras_attn.models.backbone import Backbone
 from keras_attn.utils.arguments import (
     check_choice,
     check_positive_int,
@@ -16,7 +17,7 @@ from keras_attn.utils.arguments import (
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class Seq2SeqBackbone(keras.Model):
+class Seq2SeqBackbone(Backbone):
     """The Transformer of Vaswani et al. 2017: an encoder over the source and
     a causal decoder over the target that cross-attends to it.
 
@@ -58,6 +59,26 @@ class Seq2SeqBackbone(keras.Model):
     >>> logits = model({"source_ids": keras.ops.ones((2, 12), "int32"),
     ...                 "target_ids": keras.ops.ones((2, 10), "int32")})
     """
+
+    config_keys = (
+        "source_vocabulary_size",
+        "target_vocabulary_size",
+        "source_length",
+        "target_length",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "num_heads",
+        "hidden_dim",
+        "intermediate_dim",
+        "dropout",
+        "activation",
+        "normalization",
+        "norm_first",
+        "position_encoding",
+        "share_embeddings",
+        "tie_embeddings",
+        "norm_epsilon",
+    )
 
     def __init__(
         self,
@@ -285,27 +306,3 @@ class Seq2SeqBackbone(keras.Model):
             )
             updated.append(cache)
         return self._logits(x), tuple(updated)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "source_vocabulary_size": self.source_vocabulary_size,
-            "target_vocabulary_size": self.target_vocabulary_size,
-            "source_length": self.source_length,
-            "target_length": self.target_length,
-            "num_encoder_layers": self.num_encoder_layers,
-            "num_decoder_layers": self.num_decoder_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "normalization": self.normalization,
-            "norm_first": self.norm_first,
-            "position_encoding": self.position_encoding,
-            "share_embeddings": self.share_embeddings,
-            "tie_embeddings": self.tie_embeddings,
-            "norm_epsilon": self.norm_epsilon,
-        }

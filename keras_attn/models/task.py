@@ -90,6 +90,17 @@ class Task(keras.Model):
     backbone_cls = None
     tokenizer_names = ("tokenizer",)
 
+    def get_config(self):
+        """Name, backbone and tokenizers; subclasses add their own arguments."""
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        }
+        for name in self.tokenizer_names:
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        return config
+
     # ------------------------------------------------------------ presets
 
     @classmethod

@@ -1,12 +1,14 @@
 """Text -> static-shape id arrays -> `tf.data` batches, shared by the tasks."""
 
+import warnings
+
 import numpy as np
 
 # tf.data and tf.function are TensorFlow's input pipeline and compiler; the
 # models train and decode through them on every backend-agnostic layer.
 import tensorflow as tf
 
-from keras_attn.tokenizers import pack
+from keras_attn.tokenizers import TruncationReport, pack
 
 
 def tokenize_texts(tokenizer, texts):
@@ -37,6 +39,16 @@ def pack_ids(rows, length, tokenizer, add_bos=False, add_eos=False):
         pad_id=tokenizer.pad_id,
     )
     return np.array(ids), np.array(mask), np.array(truncated)
+
+
+def report_truncation(truncated, what):
+    """A `TruncationReport` of per-row cut counts; warns when anything was cut."""
+    report = TruncationReport.from_counts(truncated)
+    if report.rows_truncated:
+        warnings.warn(
+            f"{what}: {report}. Raise the model's sequence length to keep them.", stacklevel=3
+        )
+    return report
 
 
 def make_dataset(arrays, batch_size, shuffle=True, seed=0):

@@ -16,6 +16,7 @@ from keras_attn.models.text_batches import (
     make_dataset,
     pack_ids,
     ragged,
+    report_truncation,
     tokenize_texts,
 )
 from keras_attn.models.translator_presets import TRANSLATOR_PRESETS
@@ -121,7 +122,10 @@ class Translator(Task):
             add_bos=True,
             add_eos=True,
         )
-        self.last_truncation = {"sources": source_truncated, "targets": target_truncated}
+        self.last_truncation = {
+            "sources": report_truncation(source_truncated, "sources"),
+            "targets": report_truncation(target_truncated, "targets"),
+        }
         inputs = {"source_ids": source_ids, "target_ids": target[:, :-1].astype("int32")}
         labels = target[:, 1:].astype("int32")
         weights = mask[:, 1:].astype("float32")
@@ -236,12 +240,3 @@ class Translator(Task):
                 pad_id=pad,
             )
         return output
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "source_tokenizer": keras.saving.serialize_keras_object(self.source_tokenizer),
-            "target_tokenizer": keras.saving.serialize_keras_object(self.target_tokenizer),
-        }

@@ -161,3 +161,12 @@ def test_presets_and_bad_arguments(trained):
         generator.generate("abcdefghijklmn", max_new_tokens=4)
     assert ops.convert_to_numpy(generator.generate_ids(
         np.array([[2, 10, 0, 0]]), np.array([[True, True, False, False]]))).shape == (1, 4)
+
+
+def test_make_dataset_reports_truncation(trained):
+    generator, _ = trained
+    with pytest.warns(UserWarning, match="1 of 2 rows"):
+        generator.make_dataset(["abc", LETTERS], batch_size=2)
+    # 26 letters + [BOS] + [EOS] packed into sequence_length + 1 = 17 slots.
+    assert generator.last_truncation.rows_truncated == 1
+    assert generator.last_truncation.tokens_dropped == 11
