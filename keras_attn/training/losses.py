@@ -5,6 +5,9 @@ import numbers
 import keras
 from keras import ops
 
+# Not exported publicly; the same helper Keras' own Loss.__call__ applies.
+from keras.src.losses.loss import scale_loss_for_distribution
+
 from keras_attn.utils.arguments import check_choice, check_rate
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
@@ -198,7 +201,10 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             total = ops.sum(losses)
             if self.reduction == "sum":
                 return total
-            return ops.divide_no_nan(total, ops.sum(real))
+            mean = ops.divide_no_nan(total, ops.sum(real))
+            # Each replica sees part of the batch and tf.distribute sums their
+            # gradients: scale as Keras' own Loss.__call__ does.
+            return scale_loss_for_distribution(mean)
 
     def get_config(self):
         return {

@@ -218,3 +218,47 @@ def test_serialization_round_trip(tmp_path):
 def test_invalid_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         MaskedSparseCategoricalCrossentropy(**kwargs)
+
+
+_TWO_REPLICAS = r"""
+import os, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_attn.training import MaskedSparseCategoricalCrossentropy
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(8, 5, 4)).astype("float32")
+y = rng.integers(0, 6, (8, 5)).astype("int32")
+y[:, 3:] = 0  # padding
+
+def run(strategy):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(6)])
+        model.compile(optimizer=keras.optimizers.SGD(0.5),
+                      loss=MaskedSparseCategoricalCrossentropy())
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    return [w.tolist() for w in model.get_weights()]
+
+two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+print(json.dumps({"replicas": two.num_replicas_in_sync,
+                  "one": run(tf.distribute.get_strategy()), "two": run(two)}))
+"""
+
+
+def test_loss_averages_gradients_across_replicas():
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _TWO_REPLICAS], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2
+    for one, two in zip(out["one"], out["two"]):
+        np.testing.assert_allclose(np.array(two), np.array(one), atol=1e-5)
