@@ -4,7 +4,7 @@ no batching) to compare them against."""
 import numpy as np
 from keras import ops
 
-from keras_attn.quickstart import CopyLanguageModel
+from keras_attn.models import DecoderBackbone
 
 
 def log_softmax(logits):
@@ -133,22 +133,24 @@ def pad_prompts(prompts, length, pad_id=0):
 
 
 def tiny_decoder_lm(vocab=12, length=10, seed=0):
-    """The quickstart's untrained decoder LM with its per-block caches."""
+    """An untrained `DecoderBackbone` with its per-block caches."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = CopyLanguageModel(vocab, length, hidden_dim=16, num_layers=2)
-    model(np.zeros((1, length), "int32"))
+    model = DecoderBackbone(
+        vocabulary_size=vocab, sequence_length=length, num_layers=2, num_heads=4,
+        hidden_dim=16, intermediate_dim=32,
+    )
 
     # Id 0 is padding (masked by the embedding): the model never predicts it.
     no_padding = np.where(np.arange(vocab) == 0, -1e9, 0.0).astype("float32")
 
     def next_fn(token_ids, caches, index):
-        logits, caches = model.step(token_ids, caches, index)
-        return logits + no_padding, caches
+        logits, caches = model.call_with_cache(token_ids, caches, index)
+        return logits[:, -1] + no_padding, caches
 
     def empty_caches(batch):
-        return [block.self_attention.empty_cache(batch, length) for block in model.blocks]
+        return list(model.empty_caches(batch, length))
 
     def logits_fn(prefix):
         padded = np.zeros((1, length), "int32")
