@@ -1,0 +1,58 @@
+"""Data for the ready-made models, as plain Python lists.
+
+Every loader returns `TranslationData(sources, targets)`,
+`ClassificationData(texts, labels, label_names)` or `TextData(texts)`, which
+the models' `make_dataset` takes as they are:
+
+- built-in tasks generated on the fly: `load_builtin`, `BUILTIN_DATASETS`;
+- TensorFlow Datasets: `load_tfds_translation`, `load_tfds_classification`,
+  `load_tfds_text`;
+- your files: `read_translation_pairs`, `read_classification`, `read_text`;
+- any of them from a dict (a recipe): `load_dataset`;
+- length-bucketed `tf.data` batches: `length_buckets`, `bucketed_batches`.
+"""
+
+from keras_attn.data.bucketing import bucket_datasets, bucketed_batches, length_buckets
+from keras_attn.data.builtin import (
+    BUILTIN_DATASETS,
+    SPLITS,
+    TASKS,
+    BuiltinDataset,
+    load_builtin,
+    split_seed,
+)
+from keras_attn.data.examples import ClassificationData, LoadReport, TextData, TranslationData
+from keras_attn.data.files import read_classification, read_text, read_translation_pairs
+from keras_attn.data.loading import SOURCES, allowed_keys, load_dataset
+from keras_attn.data.tfds_loaders import (
+    chunk_lines,
+    load_tfds_classification,
+    load_tfds_text,
+    load_tfds_translation,
+)
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "SOURCES",
+    "SPLITS",
+    "TASKS",
+    "BuiltinDataset",
+    "ClassificationData",
+    "LoadReport",
+    "TextData",
+    "TranslationData",
+    "allowed_keys",
+    "bucket_datasets",
+    "bucketed_batches",
+    "chunk_lines",
+    "length_buckets",
+    "load_builtin",
+    "load_dataset",
+    "load_tfds_classification",
+    "load_tfds_text",
+    "load_tfds_translation",
+    "read_classification",
+    "read_text",
+    "read_translation_pairs",
+    "split_seed",
+]
