@@ -1,9 +1,23 @@
-"""The `keras-attn` command line."""
+"""The `keras-attn` command line.
+
+    keras-attn quickstart                      the three tiny models on built-in data
+    keras-attn train RECIPE [options]          train what a recipe (zoo/*.yaml) describes
+    keras-attn evaluate MODEL_DIR [--data ..]  score a trained model
+    keras-attn translate MODEL_DIR [TEXT ...]  translate (or read lines from stdin)
+    keras-attn classify MODEL_DIR [TEXT ...]   label and probability
+    keras-attn generate MODEL_DIR [PROMPT ...] continue prompts
+
+Every command is a thin layer over `keras_attn.recipes` and the models'
+methods. Bad input ends with one line, `keras-attn <command>: error: ...`,
+and exit code 2; `--debug` shows the traceback and TensorFlow's logs instead.
+"""
 
 import argparse
 import json
 import os
 import sys
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _check_writable_file(option, path):
@@ -11,6 +25,29 @@ def _check_writable_file(option, path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{option}: folder {folder!r} does not exist (given {path!r})")
+
+
+def _import_library_quietly():
+    """Imports TensorFlow and the model libraries with their native start-up
+    logs (CUDA probing, CPU features, plugin loading) kept off stderr, where
+    they would bury the command's own messages. Python errors still show."""
+    import importlib
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        for name in ("tensorflow", "keras_attn.models", "keras_attn.data"):
+            importlib.import_module(name)
+        sys.modules["tensorflow"].config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# ------------------------------------------------------------- quickstart
 
 
 def _quickstart(args):
@@ -25,7 +62,258 @@ def _quickstart(args):
     return 0
 
 
+# ------------------------------------------------------------------ train
+
+# Keys a `--data-path` file keeps from the recipe's training spec.
+_FILE_FORMAT_KEYS = (
+    "task", "delimiter", "header", "skip_malformed", "source_column", "target_column",
+    "num_columns", "quoted", "label_column", "text_column", "label_names", "unit", "skip_empty",
+)
+# Shares of a `--data-path` file held out when the recipe's splits are not files.
+_HOLD_OUT = {"test": 0.1, "validation": 0.05}
+
+
+def _use_data_path(recipe, path):
+    """The recipe trained on the file at `path`; validation / test data that
+    came from elsewhere are held out of that file instead."""
+    data = dict(recipe["data"])
+    train = data["train"]
+    kept = {k: v for k, v in train.items() if k in _FILE_FORMAT_KEYS}
+    if train.get("source") != "files":
+        kept = {k: v for k, v in kept.items() if k == "task"}
+    data["train"] = {"source": "files", "path": os.path.abspath(path), **kept}
+    notes = []
+    for role, share in _HOLD_OUT.items():
+        spec = data.get(role)
+        if spec is not None and spec.get("source") != "files" and "from_train" not in spec:
+            data[role] = {"from_train": share}
+            notes.append(f"data.{role}: {share:.0%} held out of {path}")
+    return {**recipe, "data": data}, notes
+
+
+def _train(args):
+    from keras_attn.recipes import (
+        apply_overrides,
+        load_recipe,
+        parse_override,
+        train_recipe,
+        validate_recipe,
+    )
+
+    recipe = load_recipe(args.recipe)
+    source = args.recipe
+    notes = []
+    if args.data_path:
+        if not os.path.isfile(args.data_path):
+            raise OSError(f"--data-path: {args.data_path!r} does not exist or is not a file")
+        recipe, notes = _use_data_path(recipe, args.data_path)
+        recipe = validate_recipe(recipe, source=f"{source} with --data-path")
+    overrides = {}
+    for item in args.set or []:
+        key, value = parse_override(item)
+        if key.startswith("data.") and key.endswith((".path", ".data_dir")):
+            value = os.path.abspath(value)
+        overrides[key] = value
+    flags = {
+        "training.epochs": args.epochs,
+        "training.batch_size": args.batch_size,
+        "training.learning_rate": args.learning_rate,
+        "training.precision": args.precision,
+        "training.seed": args.seed,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if overrides:
+        recipe = apply_overrides(recipe, overrides, source=f"{source} with overrides")
+    stem = os.path.splitext(os.path.basename(args.recipe))[0]
+    output_dir = args.output_dir or os.path.join("runs", stem)
+    print(f"recipe: {args.recipe} ({recipe['task']}, preset {recipe['preset']}) -> {output_dir}")
+    if recipe.get("description"):
+        print(f"  {recipe['description']}")
+    for note in notes:
+        print(note)
+    verbose = "auto" if args.verbose is None else args.verbose
+    record = train_recipe(recipe, output_dir, overwrite=args.overwrite, verbose=verbose)
+    if record.get("expected"):
+        expected = record["expected"]
+        print(f"expected ({expected['source']}): {expected['metric']} {expected['value']}")
+    return 0
+
+
+# --------------------------------------------------------------- evaluate
+
+
+def _data_spec(args):
+    """The `--data` / `--data-path` / `--split` / `--num-examples` spec, or None."""
+    import yaml
+
+    from keras_attn.recipes.schema import read_yaml
+
+    spec = None
+    if args.data:
+        text = args.data.strip()
+        if os.path.isfile(text):
+            with open(text, encoding="utf-8") as handle:
+                spec = read_yaml(handle)
+        elif text.startswith("{"):
+            try:
+                spec = read_yaml(text)
+            except yaml.YAMLError:
+                raise ValueError(f"--data: not a valid YAML mapping: {text!r}") from None
+        else:
+            spec = {"source": "builtin", "name": text}
+        if not isinstance(spec, dict):
+            raise ValueError(f"--data must be a built-in name or a mapping (got {args.data!r})")
+    if args.data_path:
+        if not os.path.isfile(args.data_path):
+            raise OSError(f"--data-path: {args.data_path!r} does not exist or is not a file")
+        spec = {**(spec or {}), "source": "files", "path": os.path.abspath(args.data_path)}
+        spec.pop("name", None)
+    if spec is None:
+        if args.split or args.num_examples:
+            raise ValueError("--split and --num-examples need --data or --data-path")
+        return None
+    if args.split:
+        spec["split"] = args.split
+    if args.num_examples:
+        spec["num_examples"] = args.num_examples
+    return spec
+
+
+def _evaluate(args):
+    from keras_attn.recipes import evaluate_model, parse_override
+    from keras_attn.recipes.evaluation import describe
+    from keras_attn.recipes.schema import parse_value
+
+    if args.json:
+        _check_writable_file("--json", args.json)
+    changes = {}
+    for item in args.set or []:
+        key, value = parse_override(item)
+        changes[key.removeprefix("evaluation.")] = parse_value(value)
+    if args.beam_width is not None:
+        changes["beam_width"] = args.beam_width
+    options = changes or None
+    metrics = evaluate_model(args.model_dir, _data_spec(args), evaluation=options,
+                             log=lambda line: print(line, file=sys.stderr))
+    print(f"{describe(metrics)} ({metrics['examples']} examples)", file=sys.stderr)
+    for sample in metrics.get("samples", []):
+        print(f"  {sample}", file=sys.stderr)
+    text = json.dumps(metrics, indent=2)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    print(text)
+    return 0
+
+
+# ------------------------------------------------------ text in, text out
+
+
+def _input_texts(args, what="TEXT"):
+    """Texts from the command line, `--input FILE`, or standard input lines."""
+    if args.texts and args.input:
+        raise ValueError(f"give {what} arguments or --input, not both")
+    if args.texts:
+        return list(args.texts)
+    if args.input and args.input != "-":
+        if not os.path.isfile(args.input):
+            raise OSError(f"--input: {args.input!r} does not exist or is not a file")
+        with open(args.input, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise ValueError(f"no input: pass {what} arguments, --input FILE, or lines on stdin")
+    return texts
+
+
+def _load(model_dir, task):
+    from keras_attn.recipes import load_model
+
+    model, _ = load_model(model_dir, task)
+    return model
+
+
+def _translate(args):
+    texts = _input_texts(args)
+    model = _load(args.model_dir, "translator")
+    from keras_attn.recipes.evaluation import in_batches
+
+    outputs = in_batches(
+        lambda chunk: model.translate(chunk, beam_width=args.beam_width,
+                                      length_penalty=args.length_penalty),
+        texts,
+        args.batch_size,
+    )
+    for output in outputs:
+        print(output)
+    return 0
+
+
+def _classify(args):
+    texts = _input_texts(args)
+    model = _load(args.model_dir, "classifier")
+    labels, probabilities = model.classify(texts, batch_size=args.batch_size)
+    for text, label, row in zip(texts, labels, probabilities):
+        print(f"{label}\t{row.max():.3f}\t{text}")
+    return 0
+
+
+def _generate(args):
+    prompts = _input_texts(args, "PROMPT")
+    model = _load(args.model_dir, "generator")
+    outputs = model.generate(
+        prompts,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop_token_ids=None if args.no_stop else "eos",
+    )
+    for output in outputs:
+        print(output)
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
+    return value
+
+
+def _add_input_options(parser, what="TEXT", help_text="texts"):
+    parser.add_argument(
+        "texts", nargs="*", metavar=what,
+        help=f"{help_text}; without any, lines are read from --input or standard input",
+    )
+    parser.add_argument(
+        "--input", metavar="FILE",
+        help="read one input per line from FILE ('-' for standard input); blank lines skipped",
+    )
+
+
 def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="on errors show the full traceback; show TensorFlow's logs",
+    )
     parser = argparse.ArgumentParser(
         prog="keras-attn",
         description="Attention layers and Transformer models for Keras 3.",
@@ -34,8 +322,10 @@ def build_parser():
         "--debug", action="store_true", help="show full tracebacks and TensorFlow logs"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
     quickstart = commands.add_parser(
         "quickstart",
+        parents=[common],
         help="train the tiny translator, classifier and generator on built-in data",
         description=(
             "Trains the three tiny ready-made models on data generated on the fly (no "
@@ -57,6 +347,154 @@ def build_parser():
         "--metrics-json", metavar="PATH", help="also write the metrics to this JSON file"
     )
     quickstart.set_defaults(handler=_quickstart)
+
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train the model a recipe describes (see zoo/)",
+        description=(
+            "Trains the model a recipe YAML file describes (task, preset, tokenizer, data, "
+            "training, evaluation; see zoo/README.md), scores it on the recipe's test data and "
+            "writes OUTPUT_DIR/preset (the model), training_log.csv, tensorboard/ and "
+            "metrics.json. An interrupted run resumes when the same command is run again."
+        ),
+    )
+    train.add_argument("recipe", metavar="RECIPE",
+                       help="the recipe file, e.g. zoo/translator_tiny_number_words.yaml")
+    train.add_argument("--epochs", type=_positive_int, metavar="N",
+                       help="override training.epochs")
+    train.add_argument("--batch-size", type=_positive_int, metavar="N",
+                       help="override training.batch_size")
+    train.add_argument("--learning-rate", type=float, metavar="LR",
+                       help="override training.learning_rate")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="override training.precision (the Keras dtype policy)")
+    train.add_argument("--seed", type=int, metavar="N", help="override training.seed")
+    train.add_argument(
+        "--output-dir", metavar="DIR",
+        help="where the results go (default: runs/<recipe file name without .yaml>)",
+    )
+    train.add_argument(
+        "--data-path", metavar="PATH",
+        help=(
+            "train on your own file instead of the recipe's data (data.train becomes "
+            "{source: files, path: PATH}: source<TAB>target lines for a translator, "
+            "label<TAB>text (.tsv) or label,text (.csv) for a classifier, one text per line "
+            "for a generator); "
+            "validation and test data not read from files are held out of it (5%%, 10%%)"
+        ),
+    )
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help=(
+            "override any recipe key by its dotted path, the value read as YAML, e.g. "
+            "--set training.epochs=2 --set model.num_layers=4 --set data.train.num_examples=500"
+            "; repeat for several"
+        ),
+    )
+    train.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a finished run in the output directory (kept until the new run finishes)",
+    )
+    train.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2),
+        help="Keras progress output: 0 none, 1 progress bar, 2 one line per epoch "
+             "(default: 1 on a terminal, 2 otherwise)",
+    )
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score a trained model on test data",
+        description=(
+            "Scores a trained model (a training output directory or a preset directory): "
+            "exact match and BLEU for a translator, accuracy for a classifier, perplexity (and "
+            "exact continuations) for a generator. Prints the metrics as JSON on stdout; "
+            "progress and samples go to stderr."
+        ),
+    )
+    evaluate.add_argument("model_dir", metavar="MODEL_DIR",
+                          help="a `keras-attn train` output directory or a preset directory")
+    evaluate.add_argument(
+        "--data", metavar="SPEC",
+        help=(
+            "a built-in dataset name (number_words, dates, sentiment_negation, alphabet_runs, "
+            "sorted_letters; its test split), a YAML mapping such as "
+            "'{source: tfds, name: imdb_reviews, split: test}', or a YAML file holding one "
+            "(default: the test data of the recipe MODEL_DIR was trained with)"
+        ),
+    )
+    evaluate.add_argument("--split", help="the split to score (builtin: train, validation, "
+                                          "test; tfds: any split string such as test[:10%%])")
+    evaluate.add_argument("--data-path", metavar="PATH",
+                          help="score on your own file (same formats as train --data-path)")
+    evaluate.add_argument("--num-examples", type=_positive_int, metavar="N",
+                          help="load at most N examples")
+    evaluate.add_argument("--beam-width", type=_positive_int, metavar="N",
+                          help="translator: beam width (1: greedy)")
+    evaluate.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="an evaluation option as in a recipe's evaluation section, e.g. "
+             "--set prompt_until== --set samples=5; repeat for several",
+    )
+    evaluate.add_argument("--json", metavar="PATH", help="also write the metrics to this file")
+    evaluate.set_defaults(handler=_evaluate)
+
+    translate = commands.add_parser(
+        "translate",
+        parents=[common],
+        help="translate texts with a trained translator",
+        description="Translates each text and prints one translation per line.",
+    )
+    translate.add_argument("model_dir", metavar="MODEL_DIR",
+                           help="a translator's training output directory or preset directory")
+    _add_input_options(translate, "TEXT", "texts to translate")
+    translate.add_argument("--beam-width", type=_positive_int, default=1, metavar="N",
+                           help="1: greedy decoding (default); more: beam search")
+    translate.add_argument("--length-penalty", type=float, default=0.6, metavar="ALPHA",
+                           help="beam search length penalty (GNMT alpha; default 0.6)")
+    translate.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                           help="texts translated at once (default 64)")
+    translate.set_defaults(handler=_translate)
+
+    classify = commands.add_parser(
+        "classify",
+        parents=[common],
+        help="label texts with a trained classifier",
+        description="Prints, for each text, its label, the label's probability and the text, "
+                    "tab-separated.",
+    )
+    classify.add_argument("model_dir", metavar="MODEL_DIR",
+                          help="a classifier's training output directory or preset directory")
+    _add_input_options(classify, "TEXT", "texts to classify")
+    classify.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                          help="texts classified at once (default 64)")
+    classify.set_defaults(handler=_classify)
+
+    generate = commands.add_parser(
+        "generate",
+        parents=[common],
+        help="continue prompts with a trained generator",
+        description="Prints each prompt's continuation (without the prompt), one per line.",
+    )
+    generate.add_argument("model_dir", metavar="MODEL_DIR",
+                          help="a generator's training output directory or preset directory")
+    _add_input_options(generate, "PROMPT", "prompts to continue")
+    generate.add_argument("--max-new-tokens", type=_positive_int, default=32, metavar="N",
+                          help="most tokens to add to each prompt (default 32)")
+    generate.add_argument("--temperature", type=_non_negative_float, default=0.0,
+                          help="0: greedy (default); above 0: sample, higher is more random")
+    generate.add_argument("--top-k", type=int, default=0, metavar="K",
+                          help="sample among the K most likely tokens (0: all; default)")
+    generate.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                          help="nucleus sampling: the smallest set of tokens with probability "
+                               ">= P (1.0: off; default)")
+    generate.add_argument("--seed", type=int, metavar="N",
+                          help="seed for sampling: the same seed gives the same text")
+    generate.add_argument("--no-stop", action="store_true",
+                          help="do not stop at the end-of-text token; always add N tokens")
+    generate.set_defaults(handler=_generate)
     return parser
 
 
@@ -64,14 +502,23 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.debug:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # TensorFlow's native INFO / WARNING / ERROR logs; Python errors still show.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        _import_library_quietly()
     try:
         return args.handler(args)
     except (ValueError, OSError) as error:
         if args.debug:
             raise
-        print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"keras-attn {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        hint = "; run the same command again to resume" if args.command == "train" else ""
+        print(f"keras-attn {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

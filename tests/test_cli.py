@@ -1,10 +1,12 @@
+import io
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from keras_attn.cli import build_parser
+from keras_attn.cli import build_parser, main
 
 
 def _run(*args, timeout=600):
@@ -51,3 +53,174 @@ def test_bad_output_path_gives_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "keras-attn quickstart: error:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------- train and the rest
+
+ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+# Few examples, one small layer, one epoch: a few seconds of training each.
+_SMALL = ["--epochs", "1", "--batch-size", "32", "--verbose", "2"]
+
+
+def _train(recipe, output_dir, *extra):
+    result = _run("train", os.path.join(ZOO, recipe), "--output-dir", str(output_dir),
+                  *_SMALL, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _error_line(result):
+    """The one line a failed command leaves after TensorFlow's start-up logs."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("keras-attn ")]
+    assert len(lines) == 1, result.stderr
+    assert result.stderr.rstrip().endswith(lines[0])
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny translator, classifier and generator, trained once for the module."""
+    root = tmp_path_factory.mktemp("cli")
+    runs = {}
+    runs["translator"] = _train(
+        "translator_tiny_number_words.yaml", root / "translator",
+        "--set", "data.train.num_examples=128", "--set", "data.validation.num_examples=32",
+        "--set", "data.test.num_examples=32", "--set", "model.num_encoder_layers=1",
+        "--set", "model.num_decoder_layers=1",
+        "--set", "training.schedule={type: inverse_sqrt, warmup_steps: 4}",
+        "--set", "training.learning_rate=null", "--set", "training.label_smoothing=0.1",
+    )
+    runs["classifier"] = _train(
+        "classifier_tiny_sentiment.yaml", root / "classifier",
+        "--set", "data.train.num_examples=128", "--set", "data.validation.num_examples=32",
+        "--set", "data.test.num_examples=32", "--set", "model.num_layers=1",
+    )
+    # The generator learns from a file of the user's, as `--data-path` allows.
+    texts = root / "letters.txt"
+    texts.write_text("\n".join(["abcdefg", "mnopqr", "uvwxyz", "defghij"] * 40) + "\n")
+    runs["generator"] = _train(
+        "generator_tiny_alphabet.yaml", root / "generator", "--data-path", str(texts),
+        "--set", "model.num_layers=1",
+    )
+    return root, runs
+
+
+def test_train_writes_a_run_per_recipe(trained):
+    root, runs = trained
+    for task in ("translator", "classifier", "generator"):
+        for name in ("preset/config.json", "training_log.csv", "metrics.json"):
+            assert (root / task / name).is_file(), (task, name)
+        record = json.loads((root / task / "metrics.json").read_text())
+        assert record["task"] == task and record["machine"]["cpu_count"]
+        assert "saved to" in runs[task].stdout
+    translator = json.loads((root / "translator" / "metrics.json").read_text())
+    assert translator["recipe"]["training"]["schedule"]["type"] == "inverse_sqrt"
+    assert translator["training"]["epochs"] == 1 and translator["training"]["examples"] == 128
+    assert "exact_match" in translator["metrics"]
+    assert "bleu" not in translator["metrics"]  # the recipe's `bleu: false`
+    generator = json.loads((root / "generator" / "metrics.json").read_text())
+    assert generator["recipe"]["data"]["train"] == {
+        "source": "files", "path": str(root / "letters.txt")}
+    assert generator["recipe"]["data"]["test"] == {"from_train": 0.1}
+    assert generator["training"]["examples"] == 144 and generator["metrics"]["examples"] == 16
+    assert "data.test: 10% held out of" in runs["generator"].stdout
+
+
+def test_evaluate_prints_the_metrics_as_json(trained, tmp_path):
+    root, _ = trained
+    result = _run("evaluate", str(root / "translator"), "--data", "number_words",
+                  "--num-examples", "8", "--beam-width", "2", "--set", "bleu=true",
+                  "--json", str(tmp_path / "m.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout)
+    assert metrics["examples"] == 8 and metrics["beam_width"] == 2
+    assert 0 <= metrics["exact_match"] <= 1 and metrics["bleu"] >= 0
+    assert json.loads((tmp_path / "m.json").read_text()) == metrics
+
+
+def test_translate_reads_standard_input(trained):
+    root, _ = trained
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_attn.cli", "translate", str(root / "translator"),
+         "--beam-width", "2"],
+        input="seven\n\nforty two\n", capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(result.stdout.splitlines()) == 2  # one line per non-blank input line
+
+
+def test_classify_prints_label_probability_and_text(trained):
+    root, _ = trained
+    result = _run("classify", str(root / "classifier"), "the film was good", "it was not good")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[2] for row in rows] == ["the film was good", "it was not good"]
+    for label, probability, _ in rows:
+        assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1
+
+
+def test_generate_reads_an_input_file_and_samples(trained, tmp_path):
+    root, _ = trained
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("abc\nmno\n")
+    result = _run("generate", str(root / "generator"), "--input", str(prompts),
+                  "--max-new-tokens", "3", "--temperature", "0.7", "--top-k", "5",
+                  "--top-p", "0.9", "--seed", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_a_finished_run_is_refused_with_one_error_line(trained):
+    root, _ = trained
+    result = _run("train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"),
+                  "--output-dir", str(root / "classifier"))
+    assert result.returncode == 2
+    assert "holds a finished run" in _error_line(result)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = _run("--debug", "train", str(tmp_path / "missing.yaml"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "missing.yaml" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    "quickstart", "train", "evaluate", "translate", "classify", "generate"])
+def test_every_subcommand_explains_every_option(command, capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    subparser = parser._subparsers._group_actions[0].choices[command]
+    for action in subparser._actions:
+        assert action.help, (command, action.dest)
+        for option in action.option_strings:
+            assert option in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "no/such/recipe.yaml"], "keras-attn train: error: recipe 'no/such/recipe.yaml'"),
+    (["train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"), "--set", "training.epochs=0"],
+     "training.epochs: must be a positive integer"),
+    (["train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"), "--set", "epochs"],
+     "must look like KEY=VALUE"),
+    (["train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"), "--data-path", "nope.txt"],
+     "--data-path: 'nope.txt' does not exist"),
+    (["evaluate", "no/such/dir"], "keras-attn evaluate: error: model directory"),
+    (["translate", "no/such/dir", "hello"], "keras-attn translate: error:"),
+])
+def test_bad_input_gives_one_error_line_and_exit_code_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_wrong_model_kind_and_empty_input(trained, capsys, monkeypatch):
+    root, _ = trained
+    assert main(["generate", str(root / "classifier"), "abc"]) == 2
+    assert "holds a classifier, not a generator" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    assert main(["classify", str(root / "classifier")]) == 2
+    assert "no input" in capsys.readouterr().err

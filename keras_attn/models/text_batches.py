@@ -53,10 +53,12 @@ def report_truncation(truncated, what):
 
 def make_dataset(arrays, batch_size, shuffle=True, seed=0):
     """Batches of `arrays` with a static batch size (XLA / TPU friendly)."""
+    # `arrays` may nest dicts of inputs: count examples on the first leaf.
+    num_examples = len(tf.nest.flatten(arrays)[0])
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
     if shuffle:
-        dataset = dataset.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-    drop = len(arrays[0]) >= batch_size
+        dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+    drop = num_examples >= batch_size
     return dataset.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
 
 

@@ -158,3 +158,14 @@ def test_bad_arguments(trained, tokenizer):
         classifier.preprocess(["a", "b"], ["c"])
     with pytest.raises(ValueError, match="texts"):
         classifier.classify("the film was good")
+
+
+def test_make_dataset_shuffles_all_examples_and_keeps_static_batches(trained):
+    classifier, _ = trained
+    texts, _ = sentiment_with_negation(100, seed=9)
+    labels = [0] * 50 + [1] * 50  # in order: a small shuffle buffer keeps 1s out of batch 1
+    batches = list(classifier.make_dataset(texts, labels, batch_size=32, seed=0))
+    assert len(batches) == 3  # 100 // 32, the remainder is dropped
+    assert all(inputs["token_ids"].shape == (32, 16) for inputs, _ in batches)
+    first_labels = batches[0][1].numpy()
+    assert 0 < first_labels.sum() < 32

@@ -1,0 +1,647 @@
+"""The recipe file: its schema, strict validation, defaults and overrides.
+
+A recipe is a YAML mapping. Every key is checked: an unknown key or a value of
+the wrong type raises a `ValueError` that names the file and the key path,
+e.g. `zoo/x.yaml: training.epochs: must be a positive integer (got 'ten')`.
+
+```yaml
+task: translator                 # translator | classifier | generator
+description: one line for humans
+preset: tiny                     # a preset name or a preset directory
+model: {source_length: 32}       # overrides of the preset's arguments
+tokenizer: {type: byte}          # or {type: word_piece, vocabulary_size: 8000}
+data:                            # keras_attn.data.load_dataset specs
+  train: {source: builtin, name: number_words, num_examples: 4000}
+  validation: {source: builtin, name: number_words, split: validation}
+  test: {from_train: 0.1}        # or hold out a share of the training data
+training: {epochs: 6, batch_size: 64, learning_rate: 3.0e-3}
+evaluation: {beam_width: 4}
+requires: []                     # "download", "accelerator": informational
+expected: {metric: bleu, value: 27.3, source: "paper, table 2"}
+```
+
+`RECIPE_SCHEMA` below documents every key and its default.
+"""
+
+import copy
+import numbers
+import os
+import re
+
+import yaml
+
+TASKS = ("translator", "classifier", "generator")
+# The `keras_attn.data.load_dataset` task of each recipe task.
+DATA_TASKS = {
+    "translator": "translation",
+    "classifier": "classification",
+    "generator": "generation",
+}
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+REQUIREMENTS = ("download", "accelerator")
+_REQUIRED = object()
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as written by people: `1e-4` is a number (YAML 1.1 wants `1.0e-4`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text):
+    """Parses YAML text (or a file object) with number-friendly rules."""
+    return yaml.load(text, Loader=_Loader)
+
+
+class _Invalid(Exception):
+    """A bad value at a key path; `validate_recipe` turns it into ValueError."""
+
+    def __init__(self, path, message):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------ checks
+# Each check takes `(value, path)` and returns the value, normalized, or
+# raises `_Invalid`.
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(value, path):
+    if not _is_int(value) or value <= 0:
+        raise _Invalid(path, f"must be a positive integer (got {_show(value)})")
+    return int(value)
+
+
+def non_negative_int(value, path):
+    if not _is_int(value) or value < 0:
+        raise _Invalid(path, f"must be a non-negative integer (got {_show(value)})")
+    return int(value)
+
+
+def positive_number(value, path):
+    if not _is_number(value) or value <= 0:
+        raise _Invalid(path, f"must be a positive number (got {_show(value)})")
+    return float(value)
+
+
+def number(value, path):
+    if not _is_number(value):
+        raise _Invalid(path, f"must be a number (got {_show(value)})")
+    return float(value) if not _is_int(value) else int(value)
+
+
+def rate(value, path):
+    if not _is_number(value) or not 0 <= value < 1:
+        raise _Invalid(path, f"must be a number in [0, 1) (got {_show(value)})")
+    return float(value)
+
+
+def fraction(value, path):
+    if not _is_number(value) or not 0 < value < 1:
+        raise _Invalid(path, f"must be a number strictly between 0 and 1 (got {_show(value)})")
+    return float(value)
+
+
+def boolean(value, path):
+    if not isinstance(value, bool):
+        raise _Invalid(path, f"must be true or false (got {_show(value)})")
+    return value
+
+
+def string(value, path):
+    if not isinstance(value, str) or not value:
+        raise _Invalid(path, f"must be a non-empty string (got {_show(value)})")
+    return value
+
+
+def string_list(value, path):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(path, f"must be a list of non-empty strings (got {_show(value)})")
+    return list(value)
+
+
+def choice(*options):
+    def check(value, path):
+        if value not in options:
+            listed = ", ".join(options)
+            raise _Invalid(path, f"must be one of {listed} (got {_show(value)})")
+        return value
+
+    check.options = options
+    return check
+
+
+def list_of_choices(*options):
+    def check(value, path):
+        if not isinstance(value, list):
+            raise _Invalid(path, f"must be a list of {', '.join(options)} (got {_show(value)})")
+        for index, item in enumerate(value):
+            choice(*options)(item, f"{path}[{index}]")
+        return list(value)
+
+    return check
+
+
+def free_mapping(value, path):
+    """A mapping whose keys are checked elsewhere (model overrides)."""
+    if not isinstance(value, dict):
+        raise _Invalid(path, f"must be a mapping (got {_show(value)})")
+    for key in value:
+        if not isinstance(key, str):
+            raise _Invalid(path, f"keys must be strings (got {_show(key)})")
+    return dict(value)
+
+
+class Field:
+    """One key of a section: its check, default (or required) and meaning."""
+
+    def __init__(self, check, default=None, doc=""):
+        self.check = check
+        self.default = default
+        self.doc = doc
+
+    @property
+    def required(self):
+        return self.default is _REQUIRED
+
+
+def section(fields):
+    """A mapping with exactly the keys of `fields` (each optional unless required)."""
+
+    def check(value, path):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise _Invalid(path, f"must be a mapping (got {_show(value)})")
+        result = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in fields:
+                known = ", ".join(fields)
+                raise _Invalid(where, f"unknown key (known keys here: {known})")
+            result[key] = fields[key].check(item, where)
+        for key, field in fields.items():
+            if field.required and key not in result:
+                raise _Invalid(f"{path}.{key}" if path else key, "is required")
+        return result
+
+    check.fields = fields
+    return check
+
+
+# ------------------------------------------------------------------ schema
+
+# Types of the common data-spec keys; which keys a spec may hold is
+# `keras_attn.data.allowed_keys(source, task)` plus `from_train`, handled by
+# `train_recipe` itself. Values are checked again by `load_dataset`.
+DATA_SPEC_TYPES = {
+    "source": choice("builtin", "tfds", "files"),
+    "task": choice("translation", "classification", "generation"),
+    "name": string,
+    "path": string,
+    "split": string,
+    "num_examples": positive_int,
+    "seed": non_negative_int,
+    "delimiter": string,
+    "header": boolean,
+    "skip_malformed": boolean,
+    "download": boolean,
+    "data_dir": string,
+    "from_train": fraction,
+}
+
+
+def data_spec(value, path):
+    """A `keras_attn.data.load_dataset` spec, or `{from_train: share}`.
+
+    A built-in name alone (`number_words`) stands for `{source: builtin,
+    name: number_words}`. Key names are checked against the recipe's task by
+    `_check_data_specs`.
+    """
+    if isinstance(value, str):
+        value = {"source": "builtin", "name": value}
+    if not isinstance(value, dict):
+        raise _Invalid(path, f"must be a data spec mapping or a built-in name (got {_show(value)})")
+    spec = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise _Invalid(path, f"keys must be strings (got {_show(key)})")
+        check = DATA_SPEC_TYPES.get(key)
+        spec[key] = check(item, f"{path}.{key}") if check else item
+    if "from_train" in spec:
+        if path.endswith(".train"):
+            raise _Invalid(f"{path}.from_train", "applies to validation and test only")
+        if len(spec) > 1:
+            others = ", ".join(k for k in spec if k != "from_train")
+            raise _Invalid(f"{path}.from_train", f"stands alone: drop {others}")
+    elif "source" not in spec:
+        raise _Invalid(f"{path}.source", "is required: builtin, tfds or files")
+    return spec
+
+
+def _check_data_specs(recipe):
+    from keras_attn.data import allowed_keys
+
+    task = DATA_TASKS[recipe["task"]]
+    for role, spec in recipe["data"].items():
+        if "from_train" in spec:
+            continue
+        if spec.get("task", task) != task:
+            raise _Invalid(f"data.{role}.task", f"must be {task} for a {recipe['task']} recipe")
+        allowed = allowed_keys(spec["source"], task)
+        for key in spec:
+            if key not in allowed:
+                raise _Invalid(
+                    f"data.{role}.{key}",
+                    f"unknown key for source {spec['source']} ({task}); known keys: "
+                    f"{', '.join(allowed)}",
+                )
+
+
+SCHEDULE_SCHEMA = {
+    "type": Field(choice("constant", "inverse_sqrt", "cosine"), _REQUIRED,
+                  "constant: learning_rate throughout; inverse_sqrt: the Transformer paper's "
+                  "warm-up then 1/sqrt(step) decay, scale * d_model^-0.5 * min(...); cosine: "
+                  "linear warm-up to learning_rate then cosine decay to alpha * learning_rate"),
+    "warmup_steps": Field(non_negative_int, None, "updates of linear warm-up (cosine: 0)"),
+    "scale": Field(positive_number, None, "inverse_sqrt: multiplies the whole schedule (1.0)"),
+    "decay_steps": Field(positive_int, None, "cosine: updates of the decay (default: the rest "
+                                             "of training after the warm-up)"),
+    "alpha": Field(rate, None, "cosine: final learning rate as a share of learning_rate (0)"),
+}
+
+OPTIMIZER_SCHEMA = {
+    "type": Field(choice("adam", "adamw"), "adam", "Adam, or AdamW (decoupled weight decay)"),
+    "beta_1": Field(rate, 0.9),
+    "beta_2": Field(rate, 0.999),
+    "epsilon": Field(positive_number, 1e-7),
+    "weight_decay": Field(positive_number, None, "adamw only"),
+    "clipnorm": Field(positive_number, None, "clip each gradient to this norm"),
+}
+
+RECIPE_SCHEMA = {
+    "task": Field(choice(*TASKS), _REQUIRED, "which ready-made model"),
+    "description": Field(string, None, "one line for people"),
+    "preset": Field(string, _REQUIRED, "a preset name (Model.preset_names()) or a preset "
+                                       "directory to continue training"),
+    "model": Field(free_mapping, {}, "overrides of the preset's backbone / task arguments, "
+                                     "e.g. sequence_length, num_layers, dropout"),
+    "tokenizer": Field(
+        section({
+            "type": Field(choice("byte", "word_piece"), _REQUIRED,
+                          "byte: UTF-8 bytes, no vocabulary; word_piece: trained on the "
+                          "training texts"),
+            "vocabulary_size": Field(positive_int, None, "word_piece: the largest vocabulary"),
+            "lowercase": Field(boolean, None, "word_piece: case-fold the text (true)"),
+            "strip_accents": Field(boolean, None, "word_piece: drop accents (false)"),
+        }),
+        {"type": "byte"},
+        "how text becomes ids (ignored parts of a preset directory, which has its own)",
+    ),
+    "data": Field(
+        section({
+            "train": Field(data_spec, _REQUIRED, "the training examples"),
+            "validation": Field(data_spec, None, "evaluated after every epoch (val_loss)"),
+            "test": Field(data_spec, None, "scored after training (metrics.json)"),
+        }),
+        _REQUIRED,
+        "keras_attn.data.load_dataset specs; validation / test may be {from_train: share}",
+    ),
+    "training": Field(
+        section({
+            "epochs": Field(positive_int, 1),
+            "batch_size": Field(positive_int, 32),
+            "learning_rate": Field(positive_number, None,
+                                   "constant rate, or cosine's peak (default 1e-3)"),
+            "schedule": Field(section(SCHEDULE_SCHEMA), {"type": "constant"}),
+            "optimizer": Field(section(OPTIMIZER_SCHEMA), {"type": "adam"}),
+            "label_smoothing": Field(rate, 0.0),
+            "precision": Field(choice(*PRECISIONS), "float32",
+                               "the Keras dtype policy while the model is built and trained"),
+            "seed": Field(non_negative_int, 0, "weights, shuffling and from_train hold-outs"),
+            "jit_compile": Field(boolean, True, "compile the training step with XLA"),
+            "tensorboard": Field(boolean, True, "write tensorboard/ logs (needs tensorboard)"),
+        }),
+        {},
+    ),
+    "evaluation": Field(
+        section({
+            "num_examples": Field(positive_int, None, "score at most this many test examples"),
+            "batch_size": Field(positive_int, 64, "examples decoded at once"),
+            "samples": Field(non_negative_int, 3, "test outputs kept in metrics.json"),
+            "beam_width": Field(positive_int, None, "translator: 1 (default) is greedy"),
+            "length_penalty": Field(number, None, "translator: GNMT alpha of beam search (0.6)"),
+            "bleu": Field(boolean, None,
+                          "translator: report corpus BLEU (true); BLEU is 0 whenever the "
+                          "outputs are shorter than 4 tokens"),
+            "bleu_tokenize": Field(string, None, "translator: sacreBLEU tokenizer (13a)"),
+            "prompt_length": Field(positive_int, None,
+                                   "generator: prompt with the first N characters of each "
+                                   "test text and score the exact continuation"),
+            "prompt_until": Field(string, None,
+                                  "generator: prompt with each test text up to and including "
+                                  "this separator and score the exact continuation"),
+            "continuation_length": Field(positive_int, None,
+                                         "generator: characters of the continuation to score "
+                                         "(default: the rest of the text)"),
+            "max_new_tokens": Field(positive_int, None,
+                                    "generator: most tokens generated per prompt"),
+        }),
+        {},
+    ),
+    "requires": Field(list_of_choices(*REQUIREMENTS), [],
+                      "informational: download (data from the internet), accelerator (a "
+                      "GPU/TPU-sized run)"),
+    "expected": Field(
+        section({
+            "metric": Field(string, _REQUIRED),
+            "value": Field(number, _REQUIRED),
+            "source": Field(string, _REQUIRED, "where the figure comes from, precisely"),
+            "note": Field(string, None),
+        }),
+        None,
+        "a published figure to compare with",
+    ),
+}
+
+_TASK_ONLY = {
+    "evaluation.beam_width": "translator",
+    "evaluation.length_penalty": "translator",
+    "evaluation.bleu": "translator",
+    "evaluation.bleu_tokenize": "translator",
+    "evaluation.prompt_length": "generator",
+    "evaluation.prompt_until": "generator",
+    "evaluation.continuation_length": "generator",
+    "evaluation.max_new_tokens": "generator",
+}
+
+
+def _cross_checks(recipe):
+    """Checks that involve more than one key."""
+    task = recipe["task"]
+    for dotted, owner in _TASK_ONLY.items():
+        section_name, key = dotted.split(".")
+        if key in recipe.get(section_name, {}) and task != owner:
+            raise _Invalid(dotted, f"applies to {owner} recipes only (this one is a {task})")
+    tokenizer = recipe.get("tokenizer", {})
+    if tokenizer.get("type") == "word_piece" and "vocabulary_size" not in tokenizer:
+        raise _Invalid("tokenizer.vocabulary_size", "is required with type word_piece")
+    if tokenizer.get("type") == "byte":
+        for key in ("vocabulary_size", "lowercase", "strip_accents"):
+            if key in tokenizer:
+                raise _Invalid(f"tokenizer.{key}", "applies to type word_piece only")
+    training = recipe.get("training", {})
+    schedule = training.get("schedule", {})
+    kind = schedule.get("type", "constant")
+    if kind == "inverse_sqrt" and "learning_rate" in training:
+        raise _Invalid(
+            "training.learning_rate",
+            "is not used with schedule inverse_sqrt (its peak is scale * (d_model * "
+            "warmup_steps)^-0.5): drop it or use schedule.scale",
+        )
+    for key, kinds in (("warmup_steps", ("inverse_sqrt", "cosine")), ("scale", ("inverse_sqrt",)),
+                       ("decay_steps", ("cosine",)), ("alpha", ("cosine",))):
+        if key in schedule and kind not in kinds:
+            raise _Invalid(f"training.schedule.{key}", f"applies to {' / '.join(kinds)} only")
+    if kind == "inverse_sqrt" and not schedule.get("warmup_steps"):
+        raise _Invalid("training.schedule.warmup_steps", "must be set (> 0) for inverse_sqrt")
+    optimizer = training.get("optimizer", {})
+    if "weight_decay" in optimizer and optimizer.get("type", "adam") != "adamw":
+        raise _Invalid("training.optimizer.weight_decay", "applies to type adamw only")
+    evaluation = recipe.get("evaluation", {})
+    if "prompt_length" in evaluation and "prompt_until" in evaluation:
+        raise _Invalid("evaluation.prompt_until", "give prompt_length or prompt_until, not both")
+    if "continuation_length" in evaluation and not (
+        "prompt_length" in evaluation or "prompt_until" in evaluation
+    ):
+        raise _Invalid("evaluation.continuation_length", "needs prompt_length or prompt_until")
+    data = recipe.get("data", {})
+    if "test" not in data and any(k in evaluation for k in ("prompt_length", "prompt_until")):
+        raise _Invalid("data.test", "is required to score continuations")
+
+
+def _check_model_section(recipe):
+    """`model` keys must be arguments of the preset's backbone or task."""
+    overrides = recipe.get("model", {})
+    if not overrides:
+        return
+    preset = recipe["preset"]
+    if os.path.isdir(preset):
+        key = next(iter(overrides))
+        raise _Invalid(
+            f"model.{key}",
+            f"overrides apply to preset names only; {preset!r} is a preset directory, "
+            "which keeps its own architecture",
+        )
+    known = model_arguments(recipe["task"])
+    for key in overrides:
+        if key not in known:
+            raise _Invalid(
+                f"model.{key}",
+                f"unknown argument of a {recipe['task']} (known: {', '.join(sorted(known))})",
+            )
+
+
+def model_class(task):
+    """The `keras_attn.models` class of a recipe task."""
+    from keras_attn import models
+
+    return {
+        "translator": models.Translator,
+        "classifier": models.Classifier,
+        "generator": models.Generator,
+    }[task]
+
+
+def model_arguments(task):
+    """Names a recipe's `model` section may set: backbone and task arguments."""
+    import inspect
+
+    cls = model_class(task)
+    task_args = set(inspect.signature(cls.__init__).parameters)
+    task_args -= {"self", "kwargs", "backbone", *cls.tokenizer_names}
+    return cls.backbone_arguments() | task_args
+
+
+# -------------------------------------------------------------- public API
+
+
+def _error(source, error):
+    where = f"{source}: " if source else ""
+    return ValueError(f"{where}{error.path}: {error.message}")
+
+
+def _resolve_paths(recipe, base_dir):
+    """Relative data paths and preset directories, made absolute from `base_dir`."""
+    for spec in recipe.get("data", {}).values():
+        for key in ("path", "data_dir"):
+            if isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
+                spec[key] = os.path.normpath(os.path.join(base_dir, spec[key]))
+    preset = recipe.get("preset")
+    if isinstance(preset, str) and not os.path.isabs(preset):
+        candidate = os.path.join(base_dir, preset)
+        if os.path.isdir(candidate):
+            recipe["preset"] = os.path.normpath(candidate)
+
+
+def _check_preset(recipe):
+    preset = recipe["preset"]
+    names = model_class(recipe["task"]).preset_names()
+    if preset not in names and not os.path.isdir(preset):
+        raise _Invalid(
+            "preset",
+            f"must be a {recipe['task']} preset name ({', '.join(names)}) or a preset "
+            f"directory (got {_show(preset)})",
+        )
+
+
+def validate_recipe(recipe, source=None, base_dir=None):
+    """Checks a recipe mapping; returns a normalized copy (defaults not filled).
+
+    Args:
+        recipe: the mapping read from a recipe file.
+        source: named in errors (the file path).
+        base_dir: relative data `path`s and preset directories are taken
+            from here (the recipe file's folder); default: as given.
+
+    Raises:
+        ValueError: `"<source>: <key.path>: <what is wrong>"`.
+    """
+    if not isinstance(recipe, dict):
+        raise ValueError(
+            f"{source or 'recipe'}: must be a YAML mapping of recipe keys (got {_show(recipe)})"
+        )
+    try:
+        checked = section(RECIPE_SCHEMA)(copy.deepcopy(recipe), "")
+        if base_dir is not None:
+            _resolve_paths(checked, base_dir)
+        _check_preset(checked)
+        _cross_checks(checked)
+        _check_data_specs(checked)
+        _check_model_section(checked)
+    except _Invalid as error:
+        raise _error(source, error) from None
+    return checked
+
+
+def load_recipe(path):
+    """Reads and validates a recipe file (YAML); returns the recipe dict.
+
+    Raises:
+        ValueError: naming the file and the key path of the first problem.
+        OSError: the file cannot be read.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise OSError(f"recipe {path!r} does not exist or is not a file")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            recipe = read_yaml(handle)
+        except yaml.YAMLError as error:
+            first = " ".join(str(error).split())
+            raise ValueError(f"{path}: not valid YAML: {first}") from None
+    return validate_recipe(recipe, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def parse_override(text):
+    """`"training.epochs=2"` -> `("training.epochs", 2)` (value read as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like KEY=VALUE, e.g. training.epochs=2")
+    key, value = text.split("=", 1)
+    return key.strip(), value
+
+
+def parse_value(value):
+    """A command-line value read as YAML (`"2"` -> 2); unreadable text stays text."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return read_yaml(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def apply_overrides(recipe, overrides, source=None):
+    """A copy of `recipe` with dotted keys replaced, validated again.
+
+    Args:
+        recipe: a recipe dict (e.g. from `load_recipe`).
+        overrides: `{"training.epochs": 2, "data.train.path": "x.tsv"}`;
+            string values are read as YAML, so `"2"` is the integer 2,
+            `"true"` a bool and `"{type: byte}"` a mapping; `None` (or
+            `"null"`) removes the key.
+        source: named in errors.
+
+    Returns:
+        The new recipe dict.
+    """
+    result = copy.deepcopy(recipe)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if not all(parts):
+            raise ValueError(f"override key {dotted!r} must be dotted names, e.g. training.epochs")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif isinstance(child, str) and parts[: depth + 1][0] == "data":
+                # A data spec written as a built-in name.
+                child = node[part] = {"source": "builtin", "name": child}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ValueError(
+                    f"override {dotted!r}: {where} is {_show(child)}, not a mapping"
+                )
+            node = child
+        value = parse_value(value)
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+    return validate_recipe(result, source=source or "overrides")
+
+
+def with_defaults(recipe):
+    """The recipe with every section's defaults filled in (what is run)."""
+    return _fill(recipe, RECIPE_SCHEMA)
+
+
+def _fill(value, fields):
+    result = {}
+    for key, field in fields.items():
+        if key in value:
+            item = value[key]
+        elif field.required or field.default is None:
+            continue
+        else:
+            item = copy.deepcopy(field.default)
+        inner = getattr(field.check, "fields", None)
+        result[key] = _fill(item, inner) if inner is not None and item is not None else item
+    return result

@@ -1,0 +1,556 @@
+"""`train_recipe`: a recipe in, a trained model, its logs and its scores out.
+
+The output directory after a finished run:
+
+    preset/             the model (Model.from_preset(path) loads it)
+    training_log.csv    one row per epoch
+    tensorboard/        TensorBoard logs (when tensorboard is installed)
+    metrics.json        test metrics, wall time, machine, the recipe as run
+
+While a run is under way everything lives in `in_progress/` (the
+`keras_attn.training.training_callbacks` backup, log and checkpoint, the
+trained tokenizer and the recipe): rerunning the same recipe into the same
+directory resumes after the last finished epoch. Results replace earlier
+ones only once the run has finished, so a failed run leaves them intact.
+"""
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
+from keras_attn.recipes.schema import (
+    DATA_TASKS,
+    load_recipe,
+    model_class,
+    validate_recipe,
+    with_defaults,
+)
+
+IN_PROGRESS_DIR = "in_progress"
+RECIPE_FILE = "recipe.json"
+TOKENIZER_DIR = "tokenizer"
+ROLES = ("train", "validation", "test")
+
+
+# -------------------------------------------------------------------- data
+
+
+def _subset(data, indices):
+    """The same kind of examples, keeping only `indices`."""
+    values = {}
+    for field in dataclasses.fields(data):
+        value = getattr(data, field.name)
+        if field.name in ("sources", "targets", "texts", "labels"):
+            value = [value[i] for i in indices]
+        values[field.name] = value
+    return type(data)(**values)
+
+
+def _load_spec(spec, role, task, log):
+    from keras_attn.data import load_dataset
+
+    spec = dict(spec)
+    if spec.get("source") == "builtin":
+        spec.setdefault("split", role)
+    try:
+        data = load_dataset(spec, task)
+    except ValueError as error:
+        raise ValueError(f"data.{role}: {error}") from None
+    except OSError as error:
+        raise OSError(f"data.{role}: {error}") from None
+    if len(data) == 0:
+        raise ValueError(f"data.{role}: no examples ({spec})")
+    where = spec.get("name") or spec.get("path")
+    skipped = f", {data.skipped} malformed rows skipped" if data.skipped else ""
+    log(f"data.{role}: {len(data)} examples from {spec['source']} {where}{skipped}")
+    return data
+
+
+def _align_labels(data, names, role):
+    """Classification labels re-numbered to the training data's `names`."""
+    if data.label_names == names:
+        return data
+    unknown = sorted(set(data.label_names) - set(names))
+    if unknown:
+        raise ValueError(f"data.{role}: labels {unknown} do not occur in the training data")
+    labels = [names.index(data.label_names[label]) for label in data.labels]
+    return dataclasses.replace(data, labels=labels, label_names=list(names))
+
+
+def load_recipe_data(recipe, log=print, roles=ROLES):
+    """The recipe's examples: `{"train": ..., "validation": ..., "test": ...}`.
+
+    Splits written `{from_train: share}` are held out of the training
+    examples (a random share, fixed by `training.seed`); built-in specs
+    without a `split` take their role's split. Classification labels of
+    every split are numbered as in the training data.
+    """
+    task = DATA_TASKS[recipe["task"]]
+    specs = recipe["data"]
+    held = [r for r in ("test", "validation") if r in specs and "from_train" in specs[r]]
+    wanted = [r for r in ROLES if r in specs and r in roles]
+    result = {}
+    if "train" in roles or any(r in held for r in wanted):
+        train = _load_spec(specs["train"], "train", task, log)
+        if held:
+            seed = recipe.get("training", {}).get("seed", 0)
+            order = np.random.default_rng(seed).permutation(len(train))
+            start = 0
+            for role in held:
+                count = max(1, round(specs[role]["from_train"] * len(train)))
+                result[role] = _subset(train, sorted(order[start : start + count].tolist()))
+                start += count
+                log(f"data.{role}: {count} examples held out of data.train")
+            if start >= len(train):
+                raise ValueError("data: the from_train hold-outs leave no training examples")
+            train = _subset(train, sorted(order[start:].tolist()))
+        result["train"] = train
+    for role in wanted:
+        if role not in result:
+            result[role] = _load_spec(specs[role], role, task, log)
+    if task == "classification" and "train" in result:
+        names = result["train"].label_names
+        for role in result:
+            result[role] = _align_labels(result[role], names, role)
+    return {role: result[role] for role in ROLES if role in result and role in roles}
+
+
+def load_split(recipe, role, log=print):
+    """One split of a recipe's data (loads the training data only for a hold-out)."""
+    return load_recipe_data(recipe, log, roles=(role,))[role]
+
+
+def _training_texts(data):
+    if hasattr(data, "sources"):
+        return list(data.sources) + list(data.targets)
+    return list(data.texts)
+
+
+# ------------------------------------------------------------ model parts
+
+
+def _build_tokenizer(recipe, train, work, log):
+    from keras_attn.tokenizers import ByteTokenizer, Tokenizer, WordPieceTokenizer
+
+    path = os.path.join(work, TOKENIZER_DIR)
+    if os.path.isfile(os.path.join(path, "tokenizer.json")):
+        tokenizer = Tokenizer.from_directory(path)
+        log(f"tokenizer: {type(tokenizer).__name__} of the unfinished run "
+            f"({tokenizer.vocabulary_size} ids)")
+        return tokenizer
+    spec = recipe["tokenizer"]
+    started = time.perf_counter()
+    if spec["type"] == "byte":
+        tokenizer = ByteTokenizer()
+    else:
+        try:
+            tokenizer = WordPieceTokenizer.train(
+                _training_texts(train),
+                spec["vocabulary_size"],
+                lowercase=spec.get("lowercase", True),
+                strip_accents=spec.get("strip_accents", False),
+            )
+        except ValueError as error:
+            raise ValueError(f"tokenizer: {error}") from None
+    tokenizer.save(path)
+    trained = (f", trained on the training texts in {time.perf_counter() - started:.0f}s"
+               if spec["type"] == "word_piece" else "")
+    log(f"tokenizer: {spec['type']}, {tokenizer.vocabulary_size} ids{trained}")
+    return tokenizer
+
+
+def _vocabulary_keys(task):
+    if task == "translator":
+        return ("source_vocabulary_size", "target_vocabulary_size")
+    return ("vocabulary_size",)
+
+
+def _build_model(recipe, train, work, log):
+    task, preset = recipe["task"], recipe["preset"]
+    cls = model_class(task)
+    if os.path.isdir(preset):
+        model = cls.from_preset(preset)
+        log(f"model: {cls.__name__} from {preset} (its own tokenizer)")
+        if task == "classifier" and model.num_classes != len(train.label_names):
+            raise ValueError(
+                f"preset: {preset!r} has {model.num_classes} classes; the data has "
+                f"{len(train.label_names)} ({train.label_names})"
+            )
+        return model
+    tokenizer = _build_tokenizer(recipe, train, work, log)
+    overrides = dict(recipe["model"])
+    for key in _vocabulary_keys(task):
+        overrides.setdefault(key, tokenizer.vocabulary_size)
+    if task == "classifier":
+        overrides.setdefault("num_classes", len(train.label_names))
+        overrides.setdefault("label_names", list(train.label_names))
+    try:
+        model = cls.from_preset(preset, tokenizer=tokenizer, **overrides)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model: {error}") from None
+    log(f"model: {cls.__name__} {preset!r}, {model.count_params():,} parameters")
+    return model
+
+
+def _make_dataset(model, task, data, batch_size, seed, shuffle=True):
+    if task == "translator":
+        return model.make_dataset(data.sources, data.targets, batch_size=batch_size,
+                                  shuffle=shuffle, seed=seed)
+    if task == "classifier":
+        return model.make_dataset(data.texts, data.labels, batch_size=batch_size,
+                                  shuffle=shuffle, seed=seed)
+    return model.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def _learning_rate(training, model, steps):
+    import keras
+
+    from keras_attn.training import InverseSquareRootSchedule
+
+    schedule = training["schedule"]
+    peak = training.get("learning_rate", 1e-3)
+    if schedule["type"] == "inverse_sqrt":
+        return InverseSquareRootSchedule(
+            model.backbone.hidden_dim, schedule["warmup_steps"], schedule.get("scale", 1.0)
+        )
+    if schedule["type"] == "cosine":
+        warmup = schedule.get("warmup_steps", 0)
+        decay = schedule.get("decay_steps") or max(1, steps - warmup)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else peak,
+            decay,
+            alpha=schedule.get("alpha", 0.0),
+            warmup_target=peak if warmup else None,
+            warmup_steps=warmup,
+        )
+    return peak
+
+
+def _compile(model, task, training, steps):
+    import keras
+
+    from keras_attn.training import (
+        MaskedAccuracy,
+        MaskedSparseCategoricalCrossentropy,
+        Perplexity,
+    )
+
+    settings = training["optimizer"]
+    arguments = dict(
+        learning_rate=_learning_rate(training, model, steps),
+        beta_1=settings["beta_1"],
+        beta_2=settings["beta_2"],
+        epsilon=settings["epsilon"],
+        clipnorm=settings.get("clipnorm"),
+    )
+    if settings["type"] == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=settings.get("weight_decay", 0.004),
+                                           **arguments)
+    else:
+        optimizer = keras.optimizers.Adam(**arguments)
+    smoothing = training["label_smoothing"]
+    if task == "classifier":
+        loss = MaskedSparseCategoricalCrossentropy(label_smoothing=smoothing, ignore_index=None)
+        metrics = ["accuracy"]
+    else:
+        loss = MaskedSparseCategoricalCrossentropy(label_smoothing=smoothing)
+        metrics = [MaskedAccuracy()] + ([Perplexity()] if task == "generator" else [])
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  jit_compile=training["jit_compile"])
+
+
+# -------------------------------------------------------------- the run
+
+
+def machine_info():
+    """Where a run ran: platform, CPU count, accelerators and library versions."""
+    import keras
+    import tensorflow as tf
+
+    from keras_attn import __version__
+
+    accelerators = []
+    for device in tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU"):
+        details = tf.config.experimental.get_device_details(device) if "GPU" in device.name else {}
+        accelerators.append(details.get("device_name", device.name))
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "accelerators": accelerators,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_attn": __version__,
+    }
+
+
+def _write_json_atomically(path, value):
+    folder = os.path.dirname(path)
+    handle, staging = tempfile.mkstemp(prefix=".tmp_", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(value, file, indent=2)
+            file.write("\n")
+        os.replace(staging, path)
+    except BaseException:
+        if os.path.exists(staging):
+            os.remove(staging)
+        raise
+
+
+def _replace(source, target):
+    """Moves `source` (file or folder) to `target`, replacing what was there."""
+    if not os.path.exists(source):
+        return
+    if os.path.isdir(source) and os.path.exists(target):
+        retired = tempfile.mkdtemp(prefix=".old_", dir=os.path.dirname(target))
+        os.rename(target, os.path.join(retired, "x"))
+        os.rename(source, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
+def _resume_key(recipe):
+    """What must not change for a run to resume: what shapes the training,
+    epochs aside (more epochs continue it)."""
+    key = {k: v for k, v in recipe.items() if k not in ("description", "evaluation",
+                                                        "requires", "expected")}
+    key = copy.deepcopy(key)
+    key.get("training", {}).pop("epochs", None)
+    return key
+
+
+def _has_progress(work):
+    """Whether an unfinished run got as far as a finished epoch."""
+    from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE
+
+    return any(
+        os.path.exists(os.path.join(work, name)) for name in (BACKUP_DIR, LOG_FILE, PRESET_DIR)
+    )
+
+
+def _prepare_output_dir(output_dir, recipe, overwrite, log):
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"output directory {output_dir!r} is an existing file")
+    if os.path.isfile(os.path.join(output_dir, METRICS_FILE)) and not overwrite:
+        raise ValueError(
+            f"output directory {output_dir!r} holds a finished run ({METRICS_FILE}); pass "
+            "--overwrite (overwrite=True) to train again and replace it, or choose another "
+            "directory"
+        )
+    work = os.path.join(output_dir, IN_PROGRESS_DIR)
+    recipe_path = os.path.join(work, RECIPE_FILE)
+    if os.path.isdir(work) and not _has_progress(work):
+        # A run that failed before its first epoch leaves nothing worth keeping.
+        shutil.rmtree(work)
+    if os.path.isfile(recipe_path):
+        with open(recipe_path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+        if _resume_key(previous) == _resume_key(recipe):
+            log(f"resuming the unfinished run in {work}")
+        elif overwrite:
+            log(f"discarding the unfinished run of another recipe in {work}")
+            shutil.rmtree(work)
+        else:
+            raise ValueError(
+                f"output directory {output_dir!r} holds an unfinished run of a different "
+                f"recipe ({work}); pass --overwrite (overwrite=True) to discard it, or choose "
+                "another directory"
+            )
+    elif os.path.isdir(work) and os.listdir(work):
+        if not overwrite:
+            raise ValueError(
+                f"{work!r} exists but holds no {RECIPE_FILE}; pass --overwrite to discard it"
+            )
+        shutil.rmtree(work)
+    os.makedirs(work, exist_ok=True)
+    _write_json_atomically(recipe_path, recipe)
+    return work
+
+
+def _auto_verbose():
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto", callbacks=None):
+    """Trains and scores the model a recipe describes; returns its record.
+
+    Sets the precision policy and seed, loads the data
+    (`keras_attn.data.load_dataset`), builds the tokenizer and the model,
+    compiles it (`training.jit_compile`), fits it with
+    `keras_attn.training.training_callbacks` (an interrupted run resumes when
+    rerun into the same directory), scores it on the test split and writes
+    `preset/`, `training_log.csv`, `tensorboard/` and `metrics.json` into
+    `output_dir` (see the module docstring).
+
+    Args:
+        recipe: a recipe file path or a recipe dict (`load_recipe`,
+            `apply_overrides`).
+        output_dir: where the results go; created if needed.
+        overwrite: replace a finished run in `output_dir`.
+        log: where progress lines go.
+        verbose: `model.fit` verbosity; `"auto"`: a progress bar on a
+            terminal, one line per epoch otherwise.
+        callbacks: more Keras callbacks for `fit`, after the built-in ones.
+
+    Returns:
+        The record written to `metrics.json`: `metrics` (the test scores and
+        samples), `training` (examples, epochs, final losses, seconds),
+        `parameters`, `wall_time_seconds`, `machine`, `recipe` (with defaults
+        filled in) and `expected` (the recipe's published figure, if any).
+
+    Raises:
+        ValueError: a bad recipe or data, or a finished run in `output_dir`
+            without `overwrite`.
+        OSError: data or output files that cannot be read or written.
+    """
+    import keras
+
+    started = time.perf_counter()
+    recipe_path = None
+    if isinstance(recipe, (str, os.PathLike)):
+        recipe_path = os.path.abspath(os.fspath(recipe))
+        recipe = load_recipe(recipe)
+    else:
+        recipe = validate_recipe(recipe)
+    plan = with_defaults(recipe)
+    training = plan["training"]
+    task = plan["task"]
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    work = _prepare_output_dir(output_dir, plan, overwrite, log)
+    if plan["requires"]:
+        log(f"requires: {', '.join(plan['requires'])}")
+    machine = machine_info()
+    if "accelerator" in plan["requires"] and not machine["accelerators"]:
+        log("note: this recipe is sized for an accelerator and none was found; it will be slow")
+
+    policy = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy(training["precision"])
+        keras.utils.set_random_seed(training["seed"])
+        data = load_recipe_data(plan, log)
+        train = data["train"]
+        trained_dir = os.path.join(work, PRESET_DIR)
+        if os.path.isfile(os.path.join(trained_dir, "config.json")):
+            model = model_class(task).from_preset(trained_dir)
+            log(f"model: trained by the unfinished run ({trained_dir}); skipping training")
+            summary = _read_summary(work)
+        else:
+            model = _build_model(plan, train, work, log)
+            summary = _fit(model, plan, data, work, log, verbose, callbacks or [])
+            model.save_to_preset(trained_dir, overwrite=True)
+            _write_json_atomically(os.path.join(work, "training.json"), summary)
+        record = {
+            "task": task,
+            "preset": plan["preset"],
+            "recipe_path": recipe_path,
+            "parameters": model.count_params(),
+            "training": summary,
+        }
+        if "test" in data:
+            evaluation_started = time.perf_counter()
+            record["metrics"] = evaluate_task(model, task, data["test"], plan["evaluation"])
+            record["evaluation_seconds"] = round(time.perf_counter() - evaluation_started, 1)
+            log(f"test: {describe(record['metrics'])} ({record['metrics']['examples']} "
+                f"examples, {record['evaluation_seconds']:.0f}s)")
+            for sample in record["metrics"]["samples"]:
+                log(f"  {sample}")
+        else:
+            record["metrics"] = {}
+        record["wall_time_seconds"] = round(time.perf_counter() - started, 1)
+        record["machine"] = machine
+        record["recipe"] = plan
+        if plan.get("expected"):
+            record["expected"] = plan["expected"]
+        _publish(work, output_dir, record)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    log(f"saved to {output_dir} (preset/, training_log.csv, metrics.json); "
+        f"{record['wall_time_seconds']:.0f}s in all")
+    return record
+
+
+def _read_summary(work):
+    path = os.path.join(work, "training.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _fit(model, plan, data, work, log, verbose, extra_callbacks):
+    from keras_attn.training import training_callbacks
+
+    training, task = plan["training"], plan["task"]
+    batch_size, seed = training["batch_size"], training["seed"]
+    train = data["train"]
+    dataset = _make_dataset(model, task, train, batch_size, seed)
+    truncation = getattr(model, "last_truncation", None)
+    validation = None
+    if "validation" in data:
+        validation = _make_dataset(model, task, data["validation"], batch_size, seed,
+                                   shuffle=False)
+    steps = max(1, len(train) // batch_size)
+    _compile(model, task, training, steps * training["epochs"])
+    tensorboard = training["tensorboard"]
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        log("note: tensorboard is not installed, so no tensorboard/ logs (pip install "
+            "tensorboard)")
+        tensorboard = False
+    callbacks = training_callbacks(work, tensorboard=tensorboard) + list(extra_callbacks)
+    compiled = "XLA" if training["jit_compile"] else "no XLA"
+    log(f"training: {training['epochs']} epochs of {steps} steps (batch {batch_size}), "
+        f"{training['precision']}, {compiled}")
+    started = time.perf_counter()
+    history = model.fit(
+        dataset,
+        validation_data=validation,
+        epochs=training["epochs"],
+        callbacks=callbacks,
+        verbose=_auto_verbose() if verbose == "auto" else verbose,
+        shuffle=False,
+    )
+    summary = {
+        "examples": len(train),
+        "validation_examples": len(data["validation"]) if "validation" in data else None,
+        "epochs": training["epochs"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if history.epoch and history.epoch[0] > 0:
+        summary["resumed_at_epoch"] = history.epoch[0]
+    for key, values in history.history.items():
+        if values and math.isfinite(float(values[-1])):
+            summary[f"final_{key}"] = float(values[-1])
+    if truncation is not None:
+        summary["truncation"] = _truncation_dict(truncation)
+    return summary
+
+
+def _truncation_dict(truncation):
+    if isinstance(truncation, dict):
+        return {key: _truncation_dict(value) for key, value in truncation.items()}
+    return truncation.as_dict() if hasattr(truncation, "as_dict") else str(truncation)
+
+
+def _publish(work, output_dir, record):
+    """Moves the finished run's files into place; metrics.json goes last."""
+    from keras_attn.training.callbacks import LOG_FILE, TENSORBOARD_DIR
+
+    _replace(os.path.join(work, PRESET_DIR), os.path.join(output_dir, PRESET_DIR))
+    _replace(os.path.join(work, LOG_FILE), os.path.join(output_dir, LOG_FILE))
+    _replace(os.path.join(work, TENSORBOARD_DIR), os.path.join(output_dir, TENSORBOARD_DIR))
+    _write_json_atomically(os.path.join(output_dir, METRICS_FILE), record)
+    shutil.rmtree(work, ignore_errors=True)

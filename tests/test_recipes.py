@@ -1,0 +1,315 @@
+import importlib.util
+import json
+import os
+import shutil
+
+import keras
+import pytest
+import yaml
+
+from keras_attn.recipes import (
+    apply_overrides,
+    evaluate_model,
+    load_recipe,
+    load_recipe_data,
+    train_recipe,
+    validate_recipe,
+    with_defaults,
+)
+
+ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+
+# A generator small enough to train in a few seconds (plus XLA compilation).
+TINY_GENERATOR = {
+    "task": "generator",
+    "preset": "tiny",
+    "model": {"sequence_length": 16, "num_layers": 1},
+    "tokenizer": {"type": "byte"},
+    "data": {
+        "train": {"source": "builtin", "name": "alphabet_runs", "num_examples": 128},
+        "test": {"source": "builtin", "name": "alphabet_runs", "num_examples": 16},
+    },
+    "training": {"epochs": 1, "batch_size": 32, "learning_rate": 3e-3},
+    "evaluation": {"prompt_length": 3, "continuation_length": 4, "batch_size": 16},
+}
+
+
+def _write(tmp_path, recipe, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe) if not isinstance(recipe, str) else recipe)
+    return str(path)
+
+
+def _quiet(*_):
+    pass
+
+
+# ------------------------------------------------------------ the zoo
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(ZOO) if f.endswith(".yaml")))
+def test_every_zoo_recipe_is_valid(name):
+    recipe = load_recipe(os.path.join(ZOO, name))
+    assert recipe["task"] in name
+    # What is recorded as run is itself a valid recipe.
+    validate_recipe(with_defaults(recipe))
+
+
+def test_zoo_has_a_tiny_and_a_paper_sized_recipe_per_task():
+    names = set(os.listdir(ZOO))
+    for expected in (
+        "translator_tiny_number_words.yaml",
+        "translator_tiny_dates.yaml",
+        "translator_transformer_base_ted_pt_en.yaml",
+        "classifier_tiny_sentiment.yaml",
+        "classifier_bert_base_imdb.yaml",
+        "generator_tiny_alphabet.yaml",
+        "generator_tiny_sorted_letters.yaml",
+        "generator_gpt2_small_tiny_shakespeare.yaml",
+    ):
+        assert expected in names
+    for name in names:
+        if name.endswith(".yaml") and "tiny" not in name.split("_")[1]:
+            assert load_recipe(os.path.join(ZOO, name))["requires"] == ["download", "accelerator"]
+
+
+def test_the_zoo_readme_describes_every_recipe():
+    readme = open(os.path.join(ZOO, "README.md"), encoding="utf-8").read()
+    for name in os.listdir(ZOO):
+        if name.endswith(".yaml"):
+            assert f"`{name}`" in readme and f"`{name[:-5]}`" in readme, name
+
+
+# ---------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"training": {"epoch": 2}}, r"training\.epoch: unknown key"),
+        ({"training": {"epochs": "ten"}}, r"training\.epochs: must be a positive integer"),
+        ({"training": {"epochs": 0}}, r"training\.epochs: must be a positive integer"),
+        ({"training": {"precision": "fp8"}}, r"training\.precision: must be one of"),
+        ({"training": {"schedule": {"type": "inverse_sqrt"}}},
+         r"training\.schedule\.warmup_steps: must be set"),
+        ({"training": {"learning_rate": 1e-3,
+                       "schedule": {"type": "inverse_sqrt", "warmup_steps": 10}}},
+         r"training\.learning_rate: is not used with schedule inverse_sqrt"),
+        ({"training": {"optimizer": {"weight_decay": 0.1}}},
+         r"training\.optimizer\.weight_decay: applies to"),
+        ({"task": "summarizer"}, r"task: must be one of translator, classifier, generator"),
+        ({"preset": "huge"}, r"preset: must be a generator preset name"),
+        ({"model": {"num_layer": 2}}, r"model\.num_layer: unknown argument of a generator"),
+        ({"tokenizer": {"type": "word_piece"}}, r"tokenizer\.vocabulary_size: is required"),
+        ({"tokenizer": {"type": "byte", "vocabulary_size": 9}}, r"tokenizer\.vocabulary_size"),
+        ({"data": {"train": {"source": "builtin", "nme": "x"}, "test": "alphabet_runs"}},
+         r"data\.train\.nme: unknown key for source builtin"),
+        ({"data": {"train": {"name": "alphabet_runs"}}}, r"data\.train\.source: is required"),
+        ({"data": {"train": {"from_train": 0.1}}}, r"data\.train\.from_train: applies to"),
+        ({"data": {"train": "alphabet_runs"}}, r"data\.test: is required to score"),
+        ({"data": {"train": "alphabet_runs", "test": {"from_train": 1.5}}},
+         r"data\.test\.from_train: must be a number strictly between 0 and 1"),
+        ({"evaluation": {"beam_width": 4}}, r"evaluation\.beam_width: applies to translator"),
+        ({"requires": ["gpu"]}, r"requires\[0\]: must be one of download, accelerator"),
+        ({"expected": {"metric": "perplexity", "value": 3}}, r"expected\.source: is required"),
+    ],
+)
+def test_bad_recipes_name_the_file_and_the_key_path(tmp_path, change, message):
+    recipe = {**TINY_GENERATOR, **change}
+    path = _write(tmp_path, recipe, "bad.yaml")
+    with pytest.raises(ValueError, match=rf"bad\.yaml: {message}"):
+        load_recipe(path)
+
+
+def test_missing_keys_and_broken_yaml(tmp_path):
+    with pytest.raises(ValueError, match=r"broken\.yaml: not valid YAML"):
+        load_recipe(_write(tmp_path, "task: [generator", "broken.yaml"))
+    with pytest.raises(ValueError, match=r"list\.yaml: must be a YAML mapping"):
+        load_recipe(_write(tmp_path, "- task", "list.yaml"))
+    recipe = {k: v for k, v in TINY_GENERATOR.items() if k != "data"}
+    with pytest.raises(ValueError, match=r"nodata\.yaml: data: is required"):
+        load_recipe(_write(tmp_path, recipe, "nodata.yaml"))
+    with pytest.raises(OSError, match="does not exist"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_relative_data_paths_are_taken_from_the_recipe_folder(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    recipe = {**TINY_GENERATOR,
+              "data": {"train": {"source": "files", "path": "../texts.txt"},
+                       "test": {"from_train": 0.1}}}
+    loaded = load_recipe(_write(tmp_path / "recipes", recipe))
+    assert loaded["data"]["train"]["path"] == str(tmp_path / "texts.txt")
+
+
+def test_apply_overrides_reads_values_as_yaml():
+    recipe = validate_recipe(TINY_GENERATOR)
+    changed = apply_overrides(recipe, {
+        "training.epochs": "3",
+        "training.jit_compile": "false",
+        "training.learning_rate": "1e-4",
+        "data.train.num_examples": 64,
+        "data.validation.from_train": "0.25",
+        "training.schedule": "{type: cosine, warmup_steps: 5}",
+        "evaluation.continuation_length": "null",
+        "evaluation.prompt_length": "null",
+    })
+    assert changed["training"]["epochs"] == 3
+    assert changed["training"]["jit_compile"] is False
+    assert changed["training"]["learning_rate"] == 1e-4
+    assert changed["data"]["train"]["num_examples"] == 64
+    assert changed["data"]["validation"] == {"from_train": 0.25}
+    assert changed["training"]["schedule"] == {"type": "cosine", "warmup_steps": 5}
+    assert "prompt_length" not in changed["evaluation"]
+    assert recipe["training"]["epochs"] == 1  # the original is left alone
+
+
+def test_apply_overrides_errors_name_the_key_path():
+    recipe = validate_recipe(TINY_GENERATOR)
+    with pytest.raises(ValueError, match=r"training\.epochs: must be a positive integer"):
+        apply_overrides(recipe, {"training.epochs": "zero"})
+    with pytest.raises(ValueError, match=r"training\.epohcs: unknown key"):
+        apply_overrides(recipe, {"training.epohcs": 2})
+    with pytest.raises(ValueError, match=r"task is 'generator', not a mapping"):
+        apply_overrides(recipe, {"task.name": "x"})
+    with pytest.raises(ValueError, match="must be dotted names"):
+        apply_overrides(recipe, {"training..epochs": 2})
+
+
+def test_from_train_holds_out_a_share_of_the_training_examples():
+    recipe = with_defaults(validate_recipe({
+        **TINY_GENERATOR,
+        "data": {
+            "train": {"source": "builtin", "name": "sorted_letters", "num_examples": 100},
+            "validation": {"from_train": 0.1},
+            "test": {"from_train": 0.2},
+        },
+    }))
+    data = load_recipe_data(recipe, log=_quiet)
+    assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (70, 10, 20)
+    every = data["train"].texts + data["validation"].texts + data["test"].texts
+    assert sorted(every) == sorted(load_recipe_data(
+        {**recipe, "data": {"train": recipe["data"]["train"]}}, log=_quiet)["train"].texts)
+    again = load_recipe_data(recipe, log=_quiet)
+    assert again["test"].texts == data["test"].texts  # fixed by training.seed
+
+
+# ------------------------------------------------------------ training
+
+
+@pytest.fixture(scope="module")
+def trained_generator(tmp_path_factory):
+    """One finished run shared by the tests below (read-only for them)."""
+    output_dir = tmp_path_factory.mktemp("runs") / "generator"
+    lines = []
+    record = train_recipe(TINY_GENERATOR, output_dir, log=lines.append, verbose=0)
+    return output_dir, record, lines
+
+
+def test_train_recipe_writes_the_run(trained_generator):
+    output_dir, record, lines = trained_generator
+    assert (output_dir / "preset" / "config.json").is_file()
+    log = (output_dir / "training_log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,") and len(log) == 2
+    if importlib.util.find_spec("tensorboard"):
+        assert any((output_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (output_dir / "in_progress").exists()
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    metrics = saved["metrics"]
+    assert metrics["perplexity"] > 1 and metrics["examples"] == 16
+    assert 0 <= metrics["continuation_accuracy"] <= 1
+    assert saved["machine"]["cpu_count"] == os.cpu_count()
+    assert saved["machine"]["tensorflow"] and saved["machine"]["keras"] == keras.__version__
+    assert saved["wall_time_seconds"] > 0 and saved["training"]["examples"] == 128
+    assert saved["recipe"]["training"]["epochs"] == 1  # the recipe as run, defaults filled
+    assert saved["recipe"]["training"]["precision"] == "float32"
+    assert any(line.startswith("test: perplexity") for line in lines)
+
+
+def test_the_saved_preset_reloads(trained_generator):
+    from keras_attn.models import Generator
+
+    output_dir, _, _ = trained_generator
+    model = Generator.from_preset(str(output_dir / "preset"))
+    assert isinstance(model.generate("abc", max_new_tokens=2), str)
+    again = evaluate_model(output_dir)  # the recipe's own test data and options
+    assert again["perplexity"] == pytest.approx(
+        json.loads((output_dir / "metrics.json").read_text())["metrics"]["perplexity"], rel=1e-4)
+    other = evaluate_model(output_dir / "preset", {"source": "builtin", "name": "alphabet_runs",
+                                                   "split": "validation", "num_examples": 8},
+                           evaluation={"prompt_length": 2, "samples": 1})
+    assert other["examples"] == 8 and other["continuation_examples"] == 8
+    assert len(other["samples"]) == 1
+    with pytest.raises(ValueError, match="holds a generator, not a translator"):
+        evaluate_model(output_dir, "number_words", task="translator")
+
+
+def test_a_finished_run_is_not_overwritten_without_asking(trained_generator):
+    output_dir, _, _ = trained_generator
+    with pytest.raises(ValueError, match="holds a finished run"):
+        train_recipe(TINY_GENERATOR, output_dir, log=_quiet, verbose=0)
+
+
+class _FailAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise RuntimeError("simulated crash")
+
+
+def test_a_failed_run_keeps_earlier_results_and_the_rerun_resumes(trained_generator, tmp_path):
+    output_dir = tmp_path / "run"
+    shutil.copytree(trained_generator[0], output_dir)
+    before = {p: p.read_bytes() for p in output_dir.rglob("*") if p.is_file()}
+    recipe = apply_overrides(TINY_GENERATOR, {"training.epochs": 2})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_recipe(recipe, output_dir, overwrite=True, log=_quiet, verbose=0,
+                     callbacks=[_FailAfterFirstEpoch()])
+    for path, content in before.items():
+        assert path.read_bytes() == content, path
+    assert (output_dir / "in_progress" / "recipe.json").is_file()
+    # A different recipe cannot resume that run without --overwrite...
+    other = apply_overrides(recipe, {"training.learning_rate": 1e-3})
+    (output_dir / "metrics.json").rename(output_dir / "metrics.old")
+    with pytest.raises(ValueError, match="unfinished run of a different recipe"):
+        train_recipe(other, output_dir, log=_quiet, verbose=0)
+    (output_dir / "metrics.old").rename(output_dir / "metrics.json")
+    # ...while the same one picks up after its last finished epoch.
+    record = train_recipe(recipe, output_dir, overwrite=True, log=_quiet, verbose=0)
+    assert record["training"]["resumed_at_epoch"] == 1
+    assert len((output_dir / "training_log.csv").read_text().splitlines()) == 3
+    assert json.loads((output_dir / "metrics.json").read_text())["recipe"]["training"][
+        "epochs"] == 2
+    assert not (output_dir / "in_progress").exists()
+
+
+def test_classifier_with_word_piece_mixed_precision_and_hold_outs(tmp_path):
+    recipe = {
+        "task": "classifier",
+        "preset": "tiny",
+        "model": {"sequence_length": 16, "num_layers": 1},
+        "tokenizer": {"type": "word_piece", "vocabulary_size": 100},
+        "data": {
+            "train": {"source": "builtin", "name": "sentiment_negation", "num_examples": 160},
+            "validation": {"from_train": 0.1},
+            "test": {"from_train": 0.1},
+        },
+        "training": {
+            "epochs": 1,
+            "batch_size": 32,
+            "precision": "mixed_bfloat16",
+            "label_smoothing": 0.1,
+            "schedule": {"type": "cosine", "warmup_steps": 2},
+            "optimizer": {"type": "adamw", "weight_decay": 0.01, "clipnorm": 1.0},
+            "tensorboard": False,
+        },
+    }
+    record = train_recipe(recipe, tmp_path / "run", log=_quiet, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # restored afterwards
+    assert record["training"]["examples"] == 128
+    assert record["training"]["validation_examples"] == 16
+    assert record["metrics"]["examples"] == 16
+    assert 0 <= record["metrics"]["accuracy"] <= 1
+    assert "final_val_loss" in record["training"]
+    assert not (tmp_path / "run" / "tensorboard").exists()
+    config = json.loads((tmp_path / "run" / "preset" / "config.json").read_text())
+    assert config["config"]["label_names"] == ["negative", "positive"]
