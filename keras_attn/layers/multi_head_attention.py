@@ -286,8 +286,12 @@ class MultiHeadAttention(keras.layers.Layer):
         return self._output_dense
 
     def empty_cache(self, batch_size, max_length, dtype=None):
-        """Zeros of shape `(batch_size, 2, max_length, K, key_dim)` for decoding."""
-        check_positive_int("batch_size", batch_size)
+        """Zeros of shape `(batch_size, 2, max_length, K, key_dim)` for decoding.
+
+        `batch_size` may be a scalar int tensor (a dynamic batch, e.g. in an
+        exported serving graph); `max_length` is a Python int."""
+        if not ops.is_tensor(batch_size):
+            check_positive_int("batch_size", batch_size)
         check_positive_int("max_length", max_length)
         if self.value_dim != self.key_dim:
             raise ValueError(

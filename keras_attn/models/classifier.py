@@ -201,6 +201,19 @@ class Classifier(Task):
         labels = [self.label_names[i] for i in ids] if self.label_names else ids.tolist()
         return labels, probabilities
 
+    def export_serving(self, path, overwrite=False, jit_compile=True):
+        """Writes a TensorFlow SavedModel that classifies strings.
+
+        Signatures: `serving_default` (texts), `classify_pairs` (texts and
+        text pairs), both giving labels, label ids and probabilities, and
+        `logits` (token ids, segment ids and padding mask in). Runs without
+        Keras or keras-attn; see `keras_attn.export.export`. (`model.export`
+        is Keras' forward-pass export.)
+        """
+        from keras_attn.export import export
+
+        export(self, path, overwrite=overwrite, jit_compile=jit_compile)
+
     def get_config(self):
         config = super().get_config()
         config.update(

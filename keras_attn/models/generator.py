@@ -217,7 +217,20 @@ class Generator(Task):
             tuple(stop_token_ids),
         )
 
-    def _decode(self, token_ids, prompt_mask, temperature, top_k, top_p, seed, stop_token_ids):
+    def _decode(
+        self,
+        token_ids,
+        prompt_mask,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        stop_token_ids,
+        logits_processor=None,
+    ):
+        """The decoding graph; `logits_processor(logits (B, vocab), index)`,
+        if given, edits each step's logits (the exported model uses it to end
+        rows at a token budget, see `keras_attn.export`)."""
         batch_size, length = ops.shape(token_ids)[0], token_ids.shape[1]
         # One parallel pass writes the whole buffer into the caches; slots past
         # a row's prompt hold padding until the loop overwrites them, and the
@@ -229,7 +242,10 @@ class Generator(Task):
 
         def next_fn(ids, caches, index):
             logits, caches = self.backbone.call_with_cache(ids, caches, index)
-            return logits[:, -1], caches
+            logits = logits[:, -1]
+            if logits_processor is not None:
+                logits = logits_processor(logits, index)
+            return logits, caches
 
         output, _ = sample(
             next_fn,
@@ -245,6 +261,21 @@ class Generator(Task):
             start_index=start_index,
         )
         return output
+
+    def export_serving(self, path, overwrite=False, max_new_tokens=None, jit_compile=True):
+        """Writes a TensorFlow SavedModel that generates from strings.
+
+        Signatures: `serving_default` (greedy, up to `max_new_tokens` new
+        tokens), `generate` (every option of `generate` as an input) and
+        `logits` (token ids in). Runs without Keras or keras-attn; see
+        `keras_attn.export.export`. (`model.export` is Keras' forward-pass
+        export.)
+        """
+        from keras_attn.export import export
+
+        export(
+            self, path, overwrite=overwrite, jit_compile=jit_compile, max_new_tokens=max_new_tokens
+        )
 
     def _stop_ids(self, stop_token_ids):
         if stop_token_ids is None:

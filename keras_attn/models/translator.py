@@ -203,6 +203,19 @@ class Translator(Task):
             ops.convert_to_tensor(length_penalty, "float32"),
         )
 
+    def export_serving(self, path, overwrite=False, beam_width=4, jit_compile=True):
+        """Writes a TensorFlow SavedModel that translates strings.
+
+        Signatures: `serving_default` (greedy), `translate` (beam search
+        with `beam_width` beams, `length_penalty` as an input) and `logits`
+        (source and target ids in). Runs without Keras or keras-attn; see
+        `keras_attn.export.export`. (`model.export` is Keras' forward-pass
+        export.)
+        """
+        from keras_attn.export import export
+
+        export(self, path, overwrite=overwrite, jit_compile=jit_compile, beam_width=beam_width)
+
     def _decode(self, source_ids, length_penalty, search, beam_width, length):
         batch_size = ops.shape(source_ids)[0]
         encoder_outputs, source_mask = self.backbone.encode(source_ids)

@@ -1,0 +1,151 @@
+"""`export(model, path)`: a task as a TensorFlow SavedModel that serves text."""
+
+import inspect
+import json
+import os
+
+import keras
+
+from keras_attn.export import endpoints as endpoint_builders
+from keras_attn.models.task import write_directory_atomically
+
+# Written next to the SavedModel (TF Serving ignores `assets.extra`): which
+# task, which signatures, and the options baked into them.
+METADATA_FILE = os.path.join("assets.extra", "keras_attn_export.json")
+
+
+def _builders():
+    from keras_attn.models import Classifier, Generator, Translator
+
+    return (
+        (Generator, endpoint_builders.generator_endpoints),
+        (Translator, endpoint_builders.translator_endpoints),
+        (Classifier, endpoint_builders.classifier_endpoints),
+    )
+
+
+def serving_endpoints(model, jit_compile=True, **options):
+    """The `Endpoint`s that `export` writes for `model` (see `export`)."""
+    for task_cls, builder in _builders():
+        if isinstance(model, task_cls):
+            # The builder's keyword arguments after the model.
+            allowed = set(list(inspect.signature(builder).parameters)[1:]) - {"jit_compile"}
+            unknown = sorted(set(options) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"Unknown export option(s) for a {task_cls.__name__}: {unknown}. "
+                    f"Expected some of: {sorted(allowed) + ['jit_compile']}"
+                )
+            return builder(model, jit_compile=bool(jit_compile), **options)
+    supported = ", ".join(cls.__name__ for cls, _ in _builders())
+    raise ValueError(
+        f"`model` must be one of {supported} to export for serving. "
+        f"Received: model of type {type(model).__name__}"
+    )
+
+
+def export(model, path, overwrite=False, jit_compile=True, **options):
+    """Writes `model` as a TensorFlow SavedModel that serves strings end to end.
+
+    Tokenization, packing to the model's static length, the model (for
+    generation and translation, the whole cached decoding loop) and
+    detokenization all run inside the graph: the SavedModel loads with
+    `tf.saved_model.load`, in TF Serving, or in `keras.layers.TFSMLayer`,
+    without keras-attn, keras-hub or Keras. A `WordPieceTokenizer` needs
+    tensorflow-text's kernels too: `import tensorflow_text` (its Python
+    package imports Keras) or `tf.load_op_library` on its `_*.so` files.
+    (Keras' own `model.export(path)` writes the forward pass only: token ids
+    in, logits out.)
+
+    Signatures (inputs -> outputs). SavedModel signatures have no optional
+    inputs: `serving_default` takes strings only and uses defaults baked in
+    at export; the second signature takes every option as a scalar input.
+
+    Generator (`L` = `sequence_length`, `V` = vocabulary size):
+    - `serving_default`: `inputs` string `[None]` -> `texts` string `[None]`
+      (greedy continuations, without the prompt).
+    - `generate`: `inputs`, `max_new_tokens` int32, `temperature` float32,
+      `top_k` int32, `top_p` float32, `seed` int32 (scalars) -> `texts`.
+    - `logits`: `token_ids` int32 `[None, L]` -> `logits` float32
+      `[None, L, V]`.
+
+    Translator (`S`, `T` = source / target length):
+    - `serving_default`: `inputs` -> `translations` string `[None]` (greedy).
+    - `translate`: `inputs`, `length_penalty` float32 -> `translations`
+      (beam search with the `beam_width` given at export).
+    - `logits`: `source_ids` int32 `[None, S]`, `target_ids` int32
+      `[None, T]` -> `logits` float32 `[None, T, V]`.
+
+    Classifier (`C` = `num_classes`):
+    - `serving_default`: `inputs` -> `labels` string `[None]` (label names,
+      or ids as strings), `label_ids` int32 `[None]`, `probabilities`
+      float32 `[None, C]`.
+    - `classify_pairs`: `inputs`, `text_pairs` -> as `serving_default`.
+    - `logits`: `token_ids` int32, `segment_ids` int32, `padding_mask` bool,
+      each `[None, L]` -> `logits` float32 `[None, C]`.
+
+    Each signature is also an attribute of the loaded object:
+    `tf.saved_model.load(path).generate(texts, 20, 0.8, 0, 0.9, 7)`, and
+    `keras.layers.TFSMLayer(path, call_endpoint="logits")` wraps the ids
+    level (a dict of ids for the translator and the classifier).
+
+    Generator outputs equal `generate(texts, max_new_tokens, ...)` (greedy
+    by default, stop at `[EOS]`), translator outputs `translate(texts)` and
+    `translate(texts, beam_width, length_penalty)`, classifier outputs
+    `classify(texts)`. See `keras_attn.export.endpoints` for how each option
+    works inside the graph.
+
+    Args:
+        model: a `Generator`, `Translator` or `Classifier`.
+        path: the SavedModel directory. It is written to a temporary sibling
+            and renamed at the end: a failure leaves an earlier export at
+            `path` intact.
+        overwrite: replace an existing `path`; otherwise it raises
+            `ValueError`.
+        jit_compile: compile the numeric core of each signature (decoding
+            loop, forward pass) with XLA, as the Python API does: faster,
+            and sampling draws the same numbers as `generate` for a seed.
+            XLA compiles once per new batch size at serving time. TF
+            Serving on CPU runs it with `--xla_cpu_compilation_enabled=true`;
+            pass `False` for runtimes without XLA (several times slower
+            decoding, and sampling draws other numbers than `generate` for
+            a seed).
+        **options: task options baked in at export:
+            - Generator: `max_new_tokens` of `serving_default` (default 32,
+              at most half the model's `sequence_length`; any value below
+              `sequence_length` may be given).
+            - Translator: `beam_width` of the `translate` signature (default
+              4; 1 exports greedy decoding).
+
+    Example:
+    >>> keras_attn.export.export(generator, "served/generator")
+    >>> served = tf.saved_model.load("served/generator")  # in any TF process
+    >>> served.signatures["serving_default"](inputs=tf.constant(["abc"]))["texts"]
+    """
+    endpoints = serving_endpoints(model, jit_compile=jit_compile, **options)
+    metadata = {
+        "task": keras.saving.get_registered_name(type(model)),
+        "signatures": [endpoint.name for endpoint in endpoints],
+        "jit_compile": bool(jit_compile),
+        "options": {k: v for k, v in options.items() if v is not None},
+        "keras_attn_version": _version(),
+    }
+
+    def write(directory):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for endpoint in endpoints:
+            archive.add_endpoint(endpoint.name, endpoint.function, endpoint.input_signature)
+        archive.write_out(directory, verbose=False)
+        metadata_path = os.path.join(directory, METADATA_FILE)
+        os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
+        with open(metadata_path, "w", encoding="utf-8") as file:
+            json.dump(metadata, file, indent=2)
+
+    write_directory_atomically(path, write, overwrite=overwrite)
+
+
+def _version():
+    from keras_attn import __version__
+
+    return __version__
