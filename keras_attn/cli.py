@@ -277,6 +277,64 @@ def _generate(args):
     return 0
 
 
+# ----------------------------------------------------------------- export
+
+
+def _export(args):
+    from keras_attn.export import export
+
+    model, task = _load_any(args.model_dir)
+    options = {}
+    if args.beam_width is not None:
+        if task != "translator":
+            raise ValueError(
+                f"--beam-width applies to translators; {args.model_dir!r} holds a {task}"
+            )
+        options["beam_width"] = args.beam_width
+    if args.max_new_tokens is not None:
+        if task != "generator":
+            raise ValueError(
+                f"--max-new-tokens applies to generators; {args.model_dir!r} holds a {task}"
+            )
+        options["max_new_tokens"] = args.max_new_tokens
+    export(model, args.output, overwrite=args.overwrite, jit_compile=not args.no_xla, **options)
+    print(f"exported the {task} to {args.output}")
+    return 0
+
+
+def _load_any(model_dir):
+    from keras_attn.recipes import load_model
+
+    return load_model(model_dir)
+
+
+def _serve_check(args):
+    from keras_attn.export import run_in_fresh_process
+
+    texts = _input_texts(args)
+    answer = run_in_fresh_process(
+        args.export_dir, [(args.signature, {"inputs": texts})], repeats=args.repeats
+    )
+    if answer["leaked"]:
+        raise OSError(f"the serving process imported {', '.join(answer['leaked'])}")
+    result = answer["results"][0]
+    outputs = result["outputs"]
+    for i, text in enumerate(texts):
+        fields = [
+            f"{key}={value[i] if not isinstance(value[i], list) else max(value[i]):.3f}"
+            if isinstance(value[i], (float, list)) else f"{key}={value[i]}"
+            for key, value in sorted(outputs.items())
+        ]
+        print(f"{text}\t" + "\t".join(fields))
+    print(
+        f"loaded in {answer['load_seconds']:.2f}s with TensorFlow only (no keras, no keras_attn); "
+        f"{len(texts)} input(s): first call {result['first_call_seconds'] * 1000:.1f} ms, "
+        f"median of {args.repeats} more {result['median_seconds'] * 1000:.1f} ms",
+        file=sys.stderr,
+    )
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -495,6 +553,49 @@ def build_parser():
     generate.add_argument("--no-stop", action="store_true",
                           help="do not stop at the end-of-text token; always add N tokens")
     generate.set_defaults(handler=_generate)
+
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write a trained model as a TensorFlow SavedModel for serving",
+        description=(
+            "Writes a SavedModel whose signatures take strings and return translations, "
+            "continuations or labels with probabilities; tokenization and the whole decoding "
+            "loop run inside the graph, so serving needs neither Keras nor keras-attn."
+        ),
+    )
+    export.add_argument("model_dir", metavar="MODEL_DIR",
+                        help="a training output directory or preset directory")
+    export.add_argument("output", metavar="OUTPUT_DIR", help="where to write the SavedModel")
+    export.add_argument("--beam-width", type=_positive_int, metavar="N",
+                        help="translators: beams of the `translate` signature (default 4)")
+    export.add_argument("--max-new-tokens", type=_positive_int, metavar="N",
+                        help="generators: tokens `serving_default` adds to a prompt at most")
+    export.add_argument("--no-xla", action="store_true",
+                        help="do not XLA-compile the model inside the export (slower; for "
+                             "servers without XLA)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUTPUT_DIR (only once the new export is written)")
+    export.set_defaults(handler=_export)
+
+    serve_check = commands.add_parser(
+        "serve-check",
+        parents=[common],
+        help="load an export in a fresh TensorFlow-only process and run sample inputs",
+        description=(
+            "Loads EXPORT_DIR in a new Python process in which Keras and keras-attn cannot be "
+            "imported, calls a signature on the given texts, prints one line per text with the "
+            "outputs, and reports load time and call latency on stderr."
+        ),
+    )
+    serve_check.add_argument("export_dir", metavar="EXPORT_DIR",
+                             help="a directory written by `keras-attn export`")
+    _add_input_options(serve_check, "TEXT", "sample inputs")
+    serve_check.add_argument("--signature", default="serving_default",
+                             help="signature to call with the texts (default serving_default)")
+    serve_check.add_argument("--repeats", type=_positive_int, default=5, metavar="N",
+                             help="timed calls after the first one (default 5)")
+    serve_check.set_defaults(handler=_serve_check)
     return parser
 
 

@@ -186,7 +186,8 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    "quickstart", "train", "evaluate", "translate", "classify", "generate"])
+    "quickstart", "train", "evaluate", "translate", "classify", "generate", "export",
+    "serve-check"])
 def test_every_subcommand_explains_every_option(command, capsys):
     parser = build_parser()
     with pytest.raises(SystemExit) as exit_info:
@@ -224,3 +225,26 @@ def test_wrong_model_kind_and_empty_input(trained, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
     assert main(["classify", str(root / "classifier")]) == 2
     assert "no input" in capsys.readouterr().err
+
+
+def test_export_then_serve_check_in_a_tensorflow_only_process(trained, tmp_path):
+    root, runs = trained
+    export_dir = tmp_path / "classifier_export"
+    result = _run("export", str(root / "classifier"), str(export_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (export_dir / "saved_model.pb").is_file()
+    texts = ["the film was not bad", "the plot was dull"]
+    python = _run("classify", str(root / "classifier"), *texts)
+    served = _run("serve-check", str(export_dir), *texts, "--repeats", "2")
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "TensorFlow only" in served.stderr and "ms" in served.stderr
+    # The same labels as the Python API, line by line.
+    python_labels = [line.split("\t")[0] for line in python.stdout.strip().splitlines()]
+    served_lines = served.stdout.strip().splitlines()
+    assert len(served_lines) == 2
+    for text, label, line in zip(texts, python_labels, served_lines):
+        assert line.startswith(text + "\t") and f"labels={label}" in line
+    again = _run("export", str(root / "classifier"), str(export_dir))
+    assert again.returncode == 2 and "already exists" in _error_line(again)
+    wrong = _run("export", str(root / "classifier"), str(tmp_path / "x"), "--beam-width", "2")
+    assert wrong.returncode == 2 and "translators" in _error_line(wrong)

@@ -20,6 +20,7 @@ from keras_attn.export.endpoints import (
     Endpoint,
 )
 from keras_attn.export.saved_model import METADATA_FILE, export, serving_endpoints
+from keras_attn.export.serve_check import run_in_fresh_process
 
 __all__ = [
     "CLASSIFY_PAIRS",
@@ -30,5 +31,6 @@ __all__ = [
     "TRANSLATE",
     "Endpoint",
     "export",
+    "run_in_fresh_process",
     "serving_endpoints",
 ]

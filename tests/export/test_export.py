@@ -14,65 +14,18 @@ import tensorflow as tf
 
 from keras_attn.datasets import alphabet_runs, number_words, sentiment_with_negation
 from keras_attn.export import METADATA_FILE, export
+from keras_attn.export.serve_check import run_in_fresh_process
 from keras_attn.models import Classifier, Generator, MaskedLanguageModel, Translator
 from keras_attn.tokenizers import WordPieceTokenizer
 from keras_attn.training import MaskedSparseCategoricalCrossentropy
 
-# Runs in a fresh interpreter: loads an export with TensorFlow only (plus,
-# for WordPiece, the kernels of tensorflow-text, loaded without its Python
-# package, which imports Keras), calls signatures by name with the inputs
-# given as JSON, prints the outputs as JSON. Keras and keras-attn are made
-# unimportable first (TensorFlow itself imports Keras when it is installed),
-# so the export is shown to need neither.
-SERVE_SCRIPT = r"""
-import glob, importlib.util, json, os, sys
-HIDDEN = ("keras", "keras_attn", "keras_hub", "keras_nlp", "tf_keras")
-for name in HIDDEN:
-    sys.modules[name] = None  # `import keras` raises, as if not installed
-import tensorflow as tf
-path, needs_text, calls = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
-if needs_text:
-    package = importlib.util.find_spec("tensorflow_text").submodule_search_locations[0]
-    for library in sorted(glob.glob(os.path.join(package, "python", "ops", "_*.so"))):
-        tf.load_op_library(library)
-loaded = tf.saved_model.load(path)
-results = []
-for name, inputs in calls:
-    function = loaded.signatures[name]
-    specs = function.structured_input_signature[1]
-    outputs = function(**{k: tf.constant(v, specs[k].dtype) for k, v in inputs.items()})
-    result = {}
-    for key, value in outputs.items():
-        value = value.numpy()
-        if value.dtype == object:
-            result[key] = [text.decode("utf-8") for text in value.tolist()]
-        else:
-            result[key] = value.tolist()
-    results.append(result)
-leaked = sorted(
-    name for name, module in sys.modules.items()
-    if module is not None and name.split(".")[0] in HIDDEN
-)
-print(json.dumps({"results": results, "leaked": leaked}))
-"""
-
 
 def serve_in_fresh_process(path, calls, needs_text=False):
-    """Calls `[(signature, {input: value})]` on the export at `path` in a new
-    Python process; returns one dict of outputs per call."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, path, "1" if needs_text else "0", json.dumps(calls)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=os.path.dirname(path),  # not the repository: keras_attn must not be importable
-        timeout=300,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    answer = json.loads(process.stdout.strip().splitlines()[-1])
+    """Calls the export in a new process (TensorFlow only); asserts that
+    neither Keras nor keras-attn was imported there."""
+    answer = run_in_fresh_process(path, calls)
     assert answer["leaked"] == [], f"the serving process imported {answer['leaked']}"
-    return answer["results"]
+    return [call["outputs"] for call in answer["results"]]
 
 
 def compile_for_tokens(model):
