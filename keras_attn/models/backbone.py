@@ -2,6 +2,15 @@
 
 import keras
 
+from keras_attn.layers.feed_forward import ACTIVATIONS
+from keras_attn.layers.normalization import NORMALIZATIONS
+from keras_attn.utils.arguments import (
+    check_choice,
+    check_positive_int,
+    check_positive_number,
+    check_rate,
+)
+
 
 class Backbone(keras.Model):
     """Base of `DecoderBackbone`, `EncoderBackbone` and `Seq2SeqBackbone`.
@@ -12,6 +21,19 @@ class Backbone(keras.Model):
     """
 
     config_keys = ()
+
+    def _set_block_arguments(
+        self, num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
+        norm_epsilon,
+    ):
+        """Checks and stores the arguments every backbone hands to its blocks."""
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
+        self.dropout = check_rate("dropout", dropout)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
+        self.norm_epsilon = check_positive_number("norm_epsilon", norm_epsilon)
 
     def get_config(self):
         config = {

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
+from keras_attn.layers.normalization import make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
 from keras_attn.models.backbone import Backbone
@@ -12,7 +12,6 @@ from keras_attn.utils.arguments import (
     check_non_negative_int,
     check_positive_int,
     check_rank,
-    check_rate,
 )
 
 
@@ -91,18 +90,15 @@ class EncoderBackbone(Backbone):
         self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
         self.num_layers = check_positive_int("num_layers", num_layers)
-        self.num_heads = check_positive_int("num_heads", num_heads)
-        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
-        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
+        self._set_block_arguments(
+            num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
+            norm_epsilon,
+        )
         self.num_segments = check_non_negative_int("num_segments", num_segments)
-        self.dropout = check_rate("dropout", dropout)
-        self.activation = activation
-        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         self.norm_first = bool(norm_first)
         self.position_encoding = check_choice(
             "position_encoding", position_encoding, ("learned", "sinusoidal")
         )
-        self.norm_epsilon = norm_epsilon
 
         self.embedding = TokenAndPositionEmbedding(
             vocabulary_size,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
+from keras_attn.layers.normalization import make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
@@ -12,7 +12,6 @@ from keras_attn.utils.arguments import (
     check_choice,
     check_positive_int,
     check_rank,
-    check_rate,
 )
 
 
@@ -112,19 +111,16 @@ class Seq2SeqBackbone(Backbone):
         self.target_length = check_positive_int("target_length", target_length)
         self.num_encoder_layers = check_positive_int("num_encoder_layers", num_encoder_layers)
         self.num_decoder_layers = check_positive_int("num_decoder_layers", num_decoder_layers)
-        self.num_heads = check_positive_int("num_heads", num_heads)
-        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
-        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
-        self.dropout = check_rate("dropout", dropout)
-        self.activation = activation
-        self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
+        self._set_block_arguments(
+            num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
+            norm_epsilon,
+        )
         self.norm_first = bool(norm_first)
         self.position_encoding = check_choice(
             "position_encoding", position_encoding, ("learned", "sinusoidal")
         )
         self.share_embeddings = bool(share_embeddings)
         self.tie_embeddings = bool(tie_embeddings)
-        self.norm_epsilon = norm_epsilon
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 "`share_embeddings=True` needs one vocabulary: `source_vocabulary_size` must "

@@ -218,6 +218,8 @@ def test_language_backbones_build_and_train_in_a_distribution_strategy(name):
         (DecoderBackbone, dict(TINY_DECODER, num_layers=0), "num_layers"),
         (DecoderBackbone, dict(TINY_DECODER, position_encoding="alibi"), "position_encoding"),
         (DecoderBackbone, dict(TINY_DECODER, normalization="batch_norm"), "normalization"),
+        (DecoderBackbone, dict(TINY_DECODER, activation="tanh"), "activation"),
+        (EncoderBackbone, dict(TINY_ENCODER, norm_epsilon=0), "norm_epsilon"),
         (EncoderBackbone, dict(TINY_ENCODER, num_segments=-1), "num_segments"),
         (Seq2SeqBackbone, dict(TINY_SEQ2SEQ, target_vocabulary_size=50), "share_embeddings"),
         (Seq2SeqBackbone, dict(TINY_SEQ2SEQ, dropout=2.0), "dropout"),
