@@ -95,6 +95,9 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     `classify(texts)`. See `keras_attn.export.endpoints` for how each option
     works inside the graph.
 
+    A model with LoRA adapters (`keras_attn.models.fine_tuning.enable_lora`)
+    is exported with the adapters merged into its kernels.
+
     Args:
         model: a `Generator`, `Translator` or `Classifier`.
         path: the SavedModel directory. It is written to a temporary sibling
@@ -122,6 +125,12 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     >>> served = tf.saved_model.load("served/generator")  # in any TF process
     >>> served.signatures["serving_default"](inputs=tf.constant(["abc"]))["texts"]
     """
+    from keras_attn.models.fine_tuning import has_lora, merge_lora
+    from keras_attn.models.task import Task
+
+    if isinstance(model, Task) and has_lora(model):
+        # Serve plain kernels with the adapters folded in.
+        model = merge_lora(model)
     endpoints = serving_endpoints(model, jit_compile=jit_compile, **options)
     metadata = {
         "task": keras.saving.get_registered_name(type(model)),

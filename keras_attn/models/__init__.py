@@ -13,6 +13,7 @@ Every task has `from_preset(name_or_directory)` and `save_to_preset(directory)`.
 from keras_attn.models.classifier import Classifier, MaskedLanguageModel
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.encoder_backbone import EncoderBackbone
+from keras_attn.models.fine_tuning import enable_lora, freeze, merge_lora
 from keras_attn.models.generator import Generator
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.models.task import Task
@@ -27,4 +28,7 @@ __all__ = [
     "Seq2SeqBackbone",
     "Task",
     "Translator",
+    "enable_lora",
+    "freeze",
+    "merge_lora",
 ]

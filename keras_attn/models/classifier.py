@@ -138,9 +138,25 @@ class Classifier(Task):
 
         The classification head is new; the MLM head is dropped.
         """
-        backbone = EncoderBackbone.from_config(masked_lm.backbone.get_config())
-        backbone.set_weights(masked_lm.backbone.get_weights())
-        return cls(backbone, masked_lm.tokenizer, num_classes, **kwargs)
+        return cls(_copied_backbone(masked_lm), masked_lm.tokenizer, num_classes, **kwargs)
+
+    def with_head(self, num_classes, label_names=None, pooling=None, dropout=None):
+        """A classifier for a new label set that keeps this one's encoder.
+
+        The encoder weights are copied (fine-tuning the new model leaves this
+        one as it is); the head is new, with `num_classes` outputs.
+
+        Example:
+        >>> three_way = sentiment.with_head(3, ["negative", "neutral", "positive"])
+        """
+        return Classifier(
+            _copied_backbone(self),
+            self.tokenizer,
+            num_classes,
+            pooling=pooling or self.pooling,
+            dropout=self.dropout if dropout is None else dropout,
+            label_names=label_names,
+        )
 
     def call(self, inputs, training=None):
         outputs = self.backbone(inputs, training=training)
@@ -317,3 +333,8 @@ class MaskedLanguageModel(Task):
     def get_config(self):
         return {**super().get_config(), "mask_rate": self.mask_rate}
 
+
+def _copied_backbone(model):
+    backbone = EncoderBackbone.from_config(model.backbone.get_config())
+    backbone.set_weights(model.backbone.get_weights())
+    return backbone
