@@ -4,19 +4,10 @@ import keras
 from keras import ops
 
 from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
+from keras_attn.utils.initializers import clone_initializer
 
 ACTIVATIONS = ("relu", "gelu", "swiglu")
 
-
-def clone_initializer(initializer):
-    """A fresh instance of a Keras initializer with the same config.
-
-    An unseeded Keras 3 initializer draws its seed once, at construction: one
-    instance shared by several sublayers would give equally shaped kernels
-    identical values.
-    """
-    initializer = keras.initializers.get(initializer)
-    return initializer.__class__.from_config(initializer.get_config())
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")

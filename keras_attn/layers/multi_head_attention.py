@@ -20,6 +20,7 @@ from keras_attn.layers.attention_mask import (
 )
 from keras_attn.layers.rotary_embedding import RotaryEmbedding
 from keras_attn.utils.arguments import check_positive_int, check_rank, check_rate
+from keras_attn.utils.initializers import clone_initializer
 
 # Softmax runs in float32; a finite "minus infinity" keeps fully masked rows
 # free of NaN (they are zeroed explicitly afterwards).
@@ -214,14 +215,9 @@ class MultiHeadAttention(keras.layers.Layer):
     # ------------------------------------------------------------------ build
 
     def _sublayer_kwargs(self):
-        # Fresh initializer instances per projection: a shared stateless
-        # initializer would give the four kernels identical values.
-        def clone(initializer):
-            return initializer.__class__.from_config(initializer.get_config())
-
         return dict(
-            kernel_initializer=clone(self.kernel_initializer),
-            bias_initializer=clone(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
             activity_regularizer=self.projection_activity_regularizer,

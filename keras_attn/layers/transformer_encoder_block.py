@@ -5,7 +5,7 @@ wrapped in a residual connection with pre- or post-normalization."""
 import keras
 from keras import ops
 
-from keras_attn.layers.feed_forward import ACTIVATIONS, FeedForward, clone_initializer
+from keras_attn.layers.feed_forward import ACTIVATIONS, FeedForward
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
 from keras_attn.layers.normalization import NORMALIZATIONS, make_normalization
 from keras_attn.utils.arguments import (
@@ -16,6 +16,7 @@ from keras_attn.utils.arguments import (
     check_rank,
     check_rate,
 )
+from keras_attn.utils.initializers import clone_initializer
 
 # Offsets added to `seed` so that no two dropout layers of a block draw the
 # same mask.

@@ -8,6 +8,7 @@ from keras_attn.utils.arguments import (
     check_rank,
     check_rate,
 )
+from keras_attn.utils.initializers import clone_initializer
 
 __all__ = [
     "check_choice",
@@ -16,4 +17,5 @@ __all__ = [
     "check_positive_number",
     "check_rank",
     "check_rate",
+    "clone_initializer",
 ]
