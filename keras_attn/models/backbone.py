@@ -35,6 +35,22 @@ class Backbone(keras.Model):
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         self.norm_epsilon = check_positive_number("norm_epsilon", norm_epsilon)
 
+    def _block_kwargs(self, norm_first, **extra):
+        """The arguments every block of this backbone is built with; dropout
+        applies to residual branches and attention weights alike."""
+        return dict(
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+            attention_dropout=self.dropout,
+            activation=self.activation,
+            normalization=self.normalization,
+            norm_first=norm_first,
+            norm_epsilon=self.norm_epsilon,
+            dtype=self.dtype_policy,
+            **extra,
+        )
+
     def get_config(self):
         config = {
             "name": self.name,

@@ -125,17 +125,11 @@ class DecoderBackbone(Backbone):
         )
         self.blocks = [
             TransformerDecoderBlock(
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
-                num_key_value_heads=num_key_value_heads,
-                dropout=dropout,
-                attention_dropout=dropout,
-                activation=activation,
-                normalization=normalization,
-                norm_first=True,
-                norm_epsilon=norm_epsilon,
-                rope_max_wavelength=rope_max_wavelength if rotary else None,
-                dtype=self.dtype_policy,
+                **self._block_kwargs(
+                    norm_first=True,
+                    num_key_value_heads=num_key_value_heads,
+                    rope_max_wavelength=rope_max_wavelength if rotary else None,
+                ),
                 name=f"decoder_block_{i}",
             )
             for i in range(num_layers)

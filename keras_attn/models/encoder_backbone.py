@@ -121,16 +121,7 @@ class EncoderBackbone(Backbone):
         )
         self.blocks = [
             TransformerEncoderBlock(
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                attention_dropout=dropout,
-                activation=activation,
-                normalization=normalization,
-                norm_first=norm_first,
-                norm_epsilon=norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"encoder_block_{i}",
+                **self._block_kwargs(norm_first=norm_first), name=f"encoder_block_{i}"
             )
             for i in range(num_layers)
         ]

@@ -154,17 +154,7 @@ class Seq2SeqBackbone(Backbone):
         self.embedding_dropout = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="embedding_dropout"
         )
-        block_kwargs = dict(
-            num_heads=num_heads,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            attention_dropout=dropout,
-            activation=activation,
-            normalization=normalization,
-            norm_first=norm_first,
-            norm_epsilon=norm_epsilon,
-            dtype=self.dtype_policy,
-        )
+        block_kwargs = self._block_kwargs(norm_first=norm_first)
         self.encoder_blocks = [
             TransformerEncoderBlock(**block_kwargs, name=f"encoder_block_{i}")
             for i in range(num_encoder_layers)
