@@ -8,10 +8,6 @@ import string
 import keras
 from keras import ops
 
-# Not exported publicly; Keras' own MultiHeadAttention uses it for the same
-# purpose (the masks are consumed here, not by the projection sublayers).
-from keras.src.backend import set_keras_mask
-
 from keras_attn.layers.attention_mask import (
     causal_mask,
     merge_masks,
@@ -21,6 +17,7 @@ from keras_attn.layers.attention_mask import (
 from keras_attn.layers.rotary_embedding import RotaryEmbedding
 from keras_attn.utils.arguments import check_positive_int, check_rank, check_rate
 from keras_attn.utils.initializers import clone_initializer
+from keras_attn.utils.keras_compat import set_keras_mask
 
 # Softmax runs in float32; a finite "minus infinity" keeps fully masked rows
 # free of NaN (they are zeroed explicitly afterwards).
@@ -328,6 +325,7 @@ class MultiHeadAttention(keras.layers.Layer):
             check_rank("key", key.shape, 3, "(batch, time, features)")
         query_length = query.shape[1]
         for tensor in {id(t): t for t in (query, value, key) if t is not None}.values():
+            # The masks were consumed above; the projections must not apply them again.
             set_keras_mask(tensor, None)
 
         # (B, T, N, key_dim)

@@ -12,9 +12,9 @@ from keras_attn.layers.transformer_encoder_block import (
     _SELF_ATTENTION_SEED,
     TransformerBlockBase,
     check_padding_mask,
-    keras_mask_of,
 )
 from keras_attn.utils.arguments import check_rank
+from keras_attn.utils.keras_compat import keras_mask_of
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")

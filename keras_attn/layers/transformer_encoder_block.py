@@ -17,6 +17,7 @@ from keras_attn.utils.arguments import (
     check_rate,
 )
 from keras_attn.utils.initializers import clone_initializer
+from keras_attn.utils.keras_compat import keras_mask_of
 
 # Offsets added to `seed` so that no two dropout layers of a block draw the
 # same mask.
@@ -26,11 +27,6 @@ _CROSS_ATTENTION_SEED = 2
 _CROSS_ATTENTION_DROPOUT_SEED = 3
 _FEED_FORWARD_SEED = 4
 _FEED_FORWARD_DROPOUT_SEED = 5
-
-
-def keras_mask_of(tensor):
-    """The Keras mask a previous layer attached to `tensor`, or `None`."""
-    return getattr(tensor, "_keras_mask", None)
 
 
 def check_padding_mask(name, mask, length, description):

@@ -5,10 +5,8 @@ import numbers
 import keras
 from keras import ops
 
-# Not exported publicly; the same helper Keras' own Loss.__call__ applies.
-from keras.src.losses.loss import scale_loss_for_distribution
-
 from keras_attn.utils.arguments import check_choice, check_rate
+from keras_attn.utils.keras_compat import keras_mask_of, scale_loss_for_distribution
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
 
@@ -27,11 +25,6 @@ def check_ignore_index(value):
             f"`ignore_index` must be an integer or None. Received: ignore_index={value!r}"
         )
     return int(value)
-
-
-def keras_mask_of(tensor):
-    """The Keras mask a masking layer attached to `tensor`, or `None`."""
-    return getattr(tensor, "_keras_mask", None)
 
 
 def _labels(y_true, y_pred):
