@@ -17,8 +17,6 @@ from keras_attn.layers import (
     TransformerEncoderBlock,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ALiBiBias",
     "FeedForward",

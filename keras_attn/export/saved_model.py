@@ -6,42 +6,32 @@ import os
 
 import keras
 
-from keras_attn.export import endpoints as endpoint_builders
-from keras_attn.models.task import write_directory_atomically
+from keras_attn.models.fine_tuning import has_lora, merge_lora
+from keras_attn.models.task import Task, write_directory_atomically
+from keras_attn.version import __version__
 
 # Written next to the SavedModel (TF Serving ignores `assets.extra`): which
 # task, which signatures, and the options baked into them.
 METADATA_FILE = os.path.join("assets.extra", "keras_attn_export.json")
 
 
-def _builders():
-    from keras_attn.models import Classifier, Generator, Translator
-
-    return (
-        (Generator, endpoint_builders.generator_endpoints),
-        (Translator, endpoint_builders.translator_endpoints),
-        (Classifier, endpoint_builders.classifier_endpoints),
-    )
-
-
 def serving_endpoints(model, jit_compile=True, **options):
-    """The `Endpoint`s that `export` writes for `model` (see `export`)."""
-    for task_cls, builder in _builders():
-        if isinstance(model, task_cls):
-            # The builder's keyword arguments after the model.
-            allowed = set(list(inspect.signature(builder).parameters)[1:]) - {"jit_compile"}
-            unknown = sorted(set(options) - allowed)
-            if unknown:
-                raise ValueError(
-                    f"Unknown export option(s) for a {task_cls.__name__}: {unknown}. "
-                    f"Expected some of: {sorted(allowed) + ['jit_compile']}"
-                )
-            return builder(model, jit_compile=bool(jit_compile), **options)
-    supported = ", ".join(cls.__name__ for cls, _ in _builders())
-    raise ValueError(
-        f"`model` must be one of {supported} to export for serving. "
-        f"Received: model of type {type(model).__name__}"
-    )
+    """The `Endpoint`s that `export` writes for `model`: its own
+    `serving_endpoints(...)`, with the options checked first."""
+    if not isinstance(model, Task):
+        raise ValueError(
+            "`model` must be a keras_attn.models task (Generator, Translator, Classifier, "
+            f"MaskedLanguageModel) to export for serving. Received: model of type "
+            f"{type(model).__name__}"
+        )
+    allowed = set(inspect.signature(model.serving_endpoints).parameters) - {"jit_compile"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"Unknown export option(s) for a {type(model).__name__}: {unknown}. "
+            f"Expected some of: {sorted(allowed) + ['jit_compile']}"
+        )
+    return model.serving_endpoints(jit_compile=bool(jit_compile), **options)
 
 
 def export(model, path, overwrite=False, jit_compile=True, **options):
@@ -84,6 +74,13 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     - `logits`: `token_ids` int32, `segment_ids` int32, `padding_mask` bool,
       each `[None, L]` -> `logits` float32 `[None, C]`.
 
+    MaskedLanguageModel:
+    - `serving_default` and `fill_mask`: `inputs` (strings with literal
+      `[MASK]`s) -> `texts` string `[None]` (filled in), `token_ids` int32
+      `[None, L]`, `mask_positions` bool `[None, L]`.
+    - `logits`: as the classifier's inputs -> `logits` float32
+      `[None, L, V]`.
+
     Each signature is also an attribute of the loaded object:
     `tf.saved_model.load(path).generate(texts, 20, 0.8, 0, 0.9, 7)`, and
     `keras.layers.TFSMLayer(path, call_endpoint="logits")` wraps the ids
@@ -99,7 +96,8 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     is exported with the adapters merged into its kernels.
 
     Args:
-        model: a `Generator`, `Translator` or `Classifier`.
+        model: a `Generator`, `Translator`, `Classifier` or
+            `MaskedLanguageModel`; its `serving_endpoints` say what is written.
         path: the SavedModel directory. It is written to a temporary sibling
             and renamed at the end: a failure leaves an earlier export at
             `path` intact.
@@ -125,9 +123,6 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     >>> served = tf.saved_model.load("served/generator")  # in any TF process
     >>> served.signatures["serving_default"](inputs=tf.constant(["abc"]))["texts"]
     """
-    from keras_attn.models.fine_tuning import has_lora, merge_lora
-    from keras_attn.models.task import Task
-
     if isinstance(model, Task) and has_lora(model):
         # Serve plain kernels with the adapters folded in.
         model = merge_lora(model)
@@ -137,7 +132,7 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
         "signatures": [endpoint.name for endpoint in endpoints],
         "jit_compile": bool(jit_compile),
         "options": {k: v for k, v in options.items() if v is not None},
-        "keras_attn_version": _version(),
+        "keras_attn_version": __version__,
     }
 
     def write(directory):
@@ -152,9 +147,3 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
             json.dump(metadata, file, indent=2)
 
     write_directory_atomically(path, write, overwrite=overwrite)
-
-
-def _version():
-    from keras_attn import __version__
-
-    return __version__

@@ -2,64 +2,32 @@
 
 import keras
 import numpy as np
+
+# The serving endpoints are TensorFlow graphs (see keras_attn.models.serving).
+import tensorflow as tf
 from keras import ops
 
 from keras_attn.layers.normalization import make_normalization
+from keras_attn.models import serving
 from keras_attn.models.classifier_presets import CLASSIFIER_PRESETS
 from keras_attn.models.encoder_backbone import EncoderBackbone
+from keras_attn.models.evaluation import limit_examples, token_scores
 from keras_attn.models.task import (
     Task,
     check_tokenizer_fits,
     deserialize_part,
     tokenizer_and_vocabulary,
 )
-from keras_attn.models.text_batches import (
-    make_dataset,
-    pack_ids,
+from keras_attn.preprocessors import (
+    ClassifierPreprocessor,
+    MaskedLMPreprocessor,
     report_truncation,
-    tokenize_texts,
+    text_column,
+    text_dataset,
 )
+from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
+from keras_attn.training.metrics import MaskedAccuracy, Perplexity
 from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
-
-
-def encode_texts(tokenizer, texts, sequence_length, text_pairs=None):
-    """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` inputs for an encoder.
-
-    Returns `(inputs, truncated)`: a dict of numpy `token_ids`,
-    `segment_ids` and `padding_mask`, each `(N, sequence_length)`, and the
-    number of tokens cut from each row to fit.
-    """
-    from keras_attn.tokenizers import pack_pair
-
-    first = tokenize_texts(tokenizer, texts)
-    if text_pairs is None:
-        rows = [[tokenizer.cls_id, *row, tokenizer.sep_id] for row in first]
-        ids, mask, truncated = pack_ids(rows, sequence_length, tokenizer)
-        if truncated.any():
-            # Keep the closing [SEP] of truncated rows.
-            ids[truncated > 0, -1] = tokenizer.sep_id
-        segments = np.zeros_like(ids)
-    else:
-        second = tokenize_texts(tokenizer, text_pairs)
-        if len(second) != len(first):
-            raise ValueError(
-                "`texts` and `text_pairs` must have the same length. Received: "
-                f"{len(first)} texts and {len(second)} text_pairs"
-            )
-        from keras_attn.models.text_batches import ragged
-
-        ids, segments, mask, truncated = (
-            np.asarray(x)
-            for x in pack_pair(
-                ragged(first), ragged(second), sequence_length, tokenizer.cls_id, tokenizer.sep_id
-            )
-        )
-    inputs = {
-        "token_ids": ids.astype("int32"),
-        "segment_ids": segments.astype("int32"),
-        "padding_mask": mask.astype(bool),
-    }
-    return inputs, truncated
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -94,6 +62,8 @@ class Classifier(Task):
 
     presets = CLASSIFIER_PRESETS
     backbone_cls = EncoderBackbone
+    task_name = "classifier"
+    data_task = "classification"
 
     def __init__(
         self,
@@ -121,6 +91,12 @@ class Classifier(Task):
         self.head_dropout = keras.layers.Dropout(dropout, name="head_dropout")
         self.head = keras.layers.Dense(num_classes, name="classification_head")
         self.head.build((None, self.backbone.hidden_dim))
+        # Derived from the tokenizer and the backbone: not tracked or saved.
+        object.__setattr__(
+            self,
+            "preprocessor",
+            ClassifierPreprocessor(self.tokenizer, self.backbone.sequence_length),
+        )
         # Every sublayer is built above: weights exist before any call.
         self.built = True
 
@@ -175,17 +151,76 @@ class Classifier(Task):
     def preprocess(self, texts, text_pairs=None):
         """Static-shape model inputs for `texts` (and `text_pairs`).
 
-        Returns `(inputs, truncated)`; `truncated[i]` counts the tokens cut
-        from row `i`.
+        Returns `(inputs, truncated)`: the `ClassifierPreprocessor` dict as
+        numpy arrays, and `truncated[i]`, the tokens cut from row `i`.
         """
-        return encode_texts(self.tokenizer, texts, self.backbone.sequence_length, text_pairs)
+        columns = self._text_columns(texts, text_pairs)
+        inputs = self.preprocessor(*columns)
+        return (
+            {name: value.numpy() for name, value in inputs.items()},
+            self.preprocessor.count_truncated(*columns),
+        )
+
+    def _text_columns(self, texts, text_pairs):
+        texts = text_column("texts", texts)
+        if text_pairs is None:
+            return (texts,)
+        text_pairs = text_column("text_pairs", text_pairs)
+        if texts.shape[0] != text_pairs.shape[0]:
+            raise ValueError(
+                "`texts` and `text_pairs` must have the same length. Received: "
+                f"{texts.shape[0]} texts and {text_pairs.shape[0]} text_pairs"
+            )
+        return texts, text_pairs
 
     def make_dataset(self, texts, labels, text_pairs=None, batch_size=32, shuffle=True, seed=0):
-        """A `tf.data.Dataset` of `(inputs, labels)` batches for `fit`."""
-        inputs, truncated = self.preprocess(texts, text_pairs)
-        self.last_truncation = report_truncation(truncated, "texts")
+        """A `tf.data.Dataset` of `(inputs, labels)` batches for `fit`; the
+        texts go through `self.preprocessor` inside the pipeline."""
+        columns = self._text_columns(texts, text_pairs)
+        self.last_truncation = report_truncation(
+            self.preprocessor.count_truncated(*columns), "texts"
+        )
         labels = self._label_ids(labels)
-        return make_dataset((inputs, labels), batch_size, shuffle=shuffle, seed=seed)
+        if len(labels) != columns[0].shape[0]:
+            raise ValueError(
+                "`texts` and `labels` must have the same length. Received: "
+                f"{columns[0].shape[0]} texts and {len(labels)} labels"
+            )
+        preprocessor = self.preprocessor
+
+        def examples(*batch):
+            *texts_batch, label_batch = batch
+            return preprocessor(*texts_batch), label_batch
+
+        return text_dataset((*columns, labels), examples, batch_size, shuffle=shuffle, seed=seed)
+
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+        labels = list(data.labels)
+        if self.label_names and data.label_names:
+            # The data's label ids follow its own names; the model's may differ.
+            labels = [data.label_names[label] for label in labels]
+        return self.make_dataset(
+            data.texts, labels, batch_size=batch_size, shuffle=shuffle, seed=seed
+        )
+
+    @classmethod
+    def arguments_for_data(cls, data):
+        return {"num_classes": len(data.label_names), "label_names": list(data.label_names)}
+
+    def check_fits_data(self, data):
+        if self.num_classes != len(data.label_names):
+            raise ValueError(
+                f"the model has {self.num_classes} classes; the data has "
+                f"{len(data.label_names)} ({data.label_names})"
+            )
+
+    def default_loss(self, label_smoothing=0.0):
+        return MaskedSparseCategoricalCrossentropy(
+            label_smoothing=label_smoothing, ignore_index=None
+        )
+
+    def default_metrics(self):
+        return ["accuracy"]
 
     def _label_ids(self, labels):
         if self.label_names is not None and len(labels) and isinstance(labels[0], str):
@@ -210,25 +245,89 @@ class Classifier(Task):
             `(labels, probabilities)`: a list of label names (or ids) and a
             float32 array `(len(texts), num_classes)`.
         """
-        inputs, _ = self.preprocess(texts, text_pairs)
-        logits = self.predict(inputs, batch_size=batch_size, verbose=0)
+        columns = self._text_columns(texts, text_pairs)
+        if columns[0].shape[0] == 0:
+            return [], np.zeros((0, self.num_classes), "float32")
+        logits = self.predict(self.preprocessor(*columns), batch_size=batch_size, verbose=0)
         probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
         ids = probabilities.argmax(-1)
         labels = [self.label_names[i] for i in ids] if self.label_names else ids.tolist()
         return labels, probabilities
 
-    def export_serving(self, path, overwrite=False, jit_compile=True):
-        """Writes a TensorFlow SavedModel that classifies strings.
+    def evaluate_data(self, data, options=None):
+        """`accuracy` of `classify` on `data.texts` against `data.labels`."""
+        options = options or {}
+        count = limit_examples(options, len(data.texts))
+        texts, labels = list(data.texts[:count]), list(data.labels[:count])
+        predicted, probabilities = self.classify(texts, batch_size=options.get("batch_size") or 64)
+        if self.label_names:
+            unknown = sorted(set(data.label_names) - set(self.label_names))
+            if unknown:
+                raise ValueError(
+                    f"the data has labels {unknown} that the model does not know "
+                    f"(its labels: {self.label_names})"
+                )
+            truth = [data.label_names[label] for label in labels]
+        else:
+            truth = labels
+        metrics = {
+            "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
+            "examples": count,
+        }
+        samples = [
+            f"{text!r} -> {p} ({probabilities[i].max():.2f}; true {t})"
+            for i, (text, p, t) in enumerate(zip(texts, predicted, truth))
+        ]
+        return metrics, samples
 
-        Signatures: `serving_default` (texts), `classify_pairs` (texts and
-        text pairs), both giving labels, label ids and probabilities, and
-        `logits` (token ids, segment ids and padding mask in). Runs without
-        Keras or keras-attn; see `keras_attn.export.export`. (`model.export`
-        is Keras' forward-pass export.)
+    def serving_endpoints(self, jit_compile=True):
+        """`serving_default`, `classify_pairs` and `logits`.
+
+        - `serving_default(inputs)` and `classify_pairs(inputs, text_pairs)`:
+          as `classify(texts[, text_pairs])` -> `{"labels"}` (label names, or
+          ids as strings), `{"label_ids"}` int32 `(batch,)` and
+          `{"probabilities"}` float32 `(batch, num_classes)`.
+        - `logits({"token_ids", "segment_ids", "padding_mask"})`: int32,
+          int32 and bool `(batch, sequence_length)`, as the preprocessor
+          makes them -> `{"logits"}` `(batch, num_classes)`.
         """
-        from keras_attn.export import export
+        length = self.backbone.sequence_length
+        label_names = self.label_names
+        preprocessor = self.preprocessor
+        forward = serving.compiled_core(lambda inputs: self(inputs, training=False), jit_compile)
 
-        export(self, path, overwrite=overwrite, jit_compile=jit_compile)
+        def predictions(inputs):
+            probabilities = tf.nn.softmax(forward(inputs), axis=-1)
+            label_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            if label_names:
+                labels = tf.gather(tf.constant(label_names), label_ids)
+            else:
+                labels = tf.strings.as_string(label_ids)
+            return {"labels": labels, "label_ids": label_ids, "probabilities": probabilities}
+
+        def serve(inputs):
+            return predictions(preprocessor(inputs))
+
+        def classify_pairs(inputs, text_pairs):
+            return predictions(preprocessor(inputs, text_pairs))
+
+        def logits(inputs):
+            return {"logits": forward(inputs)}
+
+        ids = {
+            "token_ids": serving.ids_spec(length, "token_ids"),
+            "segment_ids": serving.ids_spec(length, "segment_ids"),
+            "padding_mask": serving.ids_spec(length, "padding_mask", tf.bool),
+        }
+        return [
+            serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
+            serving.Endpoint(
+                serving.CLASSIFY_PAIRS,
+                classify_pairs,
+                [serving.texts_spec(), serving.texts_spec("text_pairs")],
+            ),
+            serving.Endpoint(serving.LOGITS, logits, [ids]),
+        ]
 
     def get_config(self):
         config = super().get_config()
@@ -262,6 +361,8 @@ class MaskedLanguageModel(Task):
 
     presets = CLASSIFIER_PRESETS
     backbone_cls = EncoderBackbone
+    task_name = "masked_lm"
+    data_task = "generation"
 
     def __init__(self, backbone, tokenizer, mask_rate=0.15, **kwargs):
         super().__init__(**kwargs)
@@ -278,6 +379,12 @@ class MaskedLanguageModel(Task):
         self.transform_norm.build((None, None, hidden))
         self.output_bias = self.add_weight(
             shape=(self.backbone.vocabulary_size,), initializer="zeros", name="mlm_output_bias"
+        )
+        # Derived from the tokenizer and the backbone: not tracked or saved.
+        object.__setattr__(
+            self,
+            "preprocessor",
+            MaskedLMPreprocessor(self.tokenizer, self.backbone.sequence_length, self.mask_rate),
         )
         # Every sublayer is built above: weights exist before any call.
         self.built = True
@@ -296,39 +403,134 @@ class MaskedLanguageModel(Task):
         logits = self.backbone.embedding(hidden, reverse=True)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
-    def mask_tokens(self, token_ids, seed=0):
-        """Applies the 80/10/10 masking to numpy `token_ids`.
-
-        Returns `(masked_ids, labels)`: `labels` holds the original id at the
-        selected positions and 0 (ignored by the loss) elsewhere.
-        """
-        rng = np.random.default_rng(seed)
-        token_ids = np.asarray(token_ids)
-        special = np.isin(token_ids, self.tokenizer.special_ids)
-        selected = (rng.random(token_ids.shape) < self.mask_rate) & ~special
-        labels = np.where(selected, token_ids, 0).astype("int32")
-        action = rng.random(token_ids.shape)
-        masked = token_ids.copy()
-        masked[selected & (action < 0.8)] = self.tokenizer.mask_id
-        random_tokens = rng.integers(
-            len(self.tokenizer.special_ids), self.tokenizer.vocabulary_size, token_ids.shape
-        )
-        swap = selected & (action >= 0.8) & (action < 0.9)
-        masked[swap] = random_tokens[swap]
-        return masked.astype("int32"), labels
-
     def make_dataset(self, texts, batch_size=32, num_maskings=1, shuffle=True, seed=0):
-        """`(inputs, labels)` batches; each text appears `num_maskings` times
-        with a different random masking (static masking, as in BERT)."""
-        inputs, truncated = encode_texts(self.tokenizer, texts, self.backbone.sequence_length)
-        self.last_truncation = report_truncation(truncated, "texts")
-        parts = []
-        for copy in range(check_positive_int("num_maskings", num_maskings)):
-            masked, labels = self.mask_tokens(inputs["token_ids"], seed=seed + copy)
-            parts.append((dict(inputs, token_ids=masked), labels))
-        merged_inputs = {k: np.concatenate([p[0][k] for p in parts]) for k in inputs}
-        merged_labels = np.concatenate([p[1] for p in parts])
-        return make_dataset((merged_inputs, merged_labels), batch_size, shuffle, seed)
+        """`(inputs, labels)` batches for `fit`, masked by `self.preprocessor`
+        inside the pipeline.
+
+        Masking is dynamic (Liu et al. 2019): every batch draws a new
+        masking, different each epoch and reproducible for a `seed`. Each
+        text appears `num_maskings` times per epoch.
+        """
+        texts = text_column("texts", texts)
+        self.last_truncation = report_truncation(
+            self.preprocessor.count_truncated(texts), "texts"
+        )
+        preprocessor = self.preprocessor
+        return text_dataset(
+            (texts,),
+            lambda batch, batch_seed: preprocessor(batch, seed=batch_seed),
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            repeat=check_positive_int("num_maskings", num_maskings),
+            random_seeds=True,
+        )
+
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+        return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def default_metrics(self):
+        return [MaskedAccuracy(), Perplexity()]
+
+    def _fill(self, inputs):
+        """Predicted ids at each `[MASK]` and their probabilities."""
+        logits = self(inputs, training=False)
+        # Special tokens are never a fill.
+        special = np.zeros(self.backbone.vocabulary_size, bool)
+        special[list(self.tokenizer.special_ids)] = True
+        logits = ops.where(special, -1e9, logits)
+        probabilities = ops.softmax(logits, axis=-1)
+        is_mask = ops.equal(inputs["token_ids"], self.tokenizer.mask_id)
+        filled = ops.where(
+            is_mask, ops.cast(ops.argmax(probabilities, axis=-1), "int32"), inputs["token_ids"]
+        )
+        return filled, is_mask, probabilities
+
+    def fill_mask(self, texts, top_k=5):
+        """Fills each literal `[MASK]` in `texts` with the likeliest token.
+
+        Args:
+            texts: strings with one or more `[MASK]`.
+            top_k: candidates listed per mask.
+
+        Returns:
+            `(filled_texts, candidates)`: each text with its masks replaced
+            by the likeliest tokens, and per text, per mask, the `top_k`
+            `(token, probability)` pairs, likeliest first.
+        """
+        top_k = check_positive_int("top_k", top_k)
+        inputs = self.preprocessor.fill_mask_inputs(text_column("texts", texts))
+        filled, is_mask, probabilities = self._fill(inputs)
+        filled_texts = [
+            text.decode("utf-8", errors="replace")
+            for text in self.preprocessor.detokenize(filled).numpy()
+        ]
+        probabilities = ops.convert_to_numpy(probabilities)
+        candidates = []
+        for row, positions in zip(probabilities, ops.convert_to_numpy(is_mask)):
+            per_mask = []
+            for position in np.flatnonzero(positions):
+                best = np.argsort(-row[position])[:top_k]
+                per_mask.append(
+                    [(self.tokenizer.id_to_token(int(i)), float(row[position, i])) for i in best]
+                )
+            candidates.append(per_mask)
+        return filled_texts, candidates
+
+    def evaluate_data(self, data, options=None):
+        """Masked-token `loss`, `masked_accuracy` and `perplexity` on
+        `data.texts` (one masking, fixed by the seed)."""
+        options = options or {}
+        count = limit_examples(options, len(data.texts))
+        texts = list(data.texts[:count])
+        scores = token_scores(self, self.make_dataset, (texts,), options.get("batch_size") or 64)
+        metrics = {**scores, "examples": count}
+        shown = [_mask_one_word(text) for text in texts[: options.get("samples", 3)]]
+        shown = [text for text in shown if text]
+        samples = []
+        if shown:
+            filled, _ = self.fill_mask(shown, top_k=1)
+            samples = [f"{s!r} -> {f!r}" for s, f in zip(shown, filled)]
+        return metrics, samples
+
+    def serving_endpoints(self, jit_compile=True):
+        """`serving_default` / `fill_mask` and `logits`.
+
+        - `serving_default(inputs)` = `fill_mask(inputs)`: strings with
+          literal `[MASK]`s -> `{"texts"}` (filled in, as `fill_mask`),
+          `{"token_ids"}` int32 `(batch, sequence_length)` (the input ids
+          with each mask replaced by its prediction) and `{"mask_positions"}`
+          bool `(batch, sequence_length)`.
+        - `logits({"token_ids", "segment_ids", "padding_mask"})` ->
+          `{"logits"}` float32 `(batch, sequence_length, vocabulary_size)`.
+        """
+        length = self.backbone.sequence_length
+        preprocessor = self.preprocessor
+        fill = serving.compiled_core(lambda inputs: self._fill(inputs)[:2], jit_compile)
+
+        def fill_mask(inputs):
+            filled, is_mask = fill(preprocessor.fill_mask_inputs(inputs))
+            return {
+                "texts": preprocessor.detokenize(filled),
+                "token_ids": filled,
+                "mask_positions": is_mask,
+            }
+
+        forward = serving.compiled_core(lambda inputs: self(inputs, training=False), jit_compile)
+
+        def logits(inputs):
+            return {"logits": forward(inputs)}
+
+        ids = {
+            "token_ids": serving.ids_spec(length, "token_ids"),
+            "segment_ids": serving.ids_spec(length, "segment_ids"),
+            "padding_mask": serving.ids_spec(length, "padding_mask", tf.bool),
+        }
+        return [
+            serving.Endpoint(serving.SERVING_DEFAULT, fill_mask, [serving.texts_spec()]),
+            serving.Endpoint(serving.FILL_MASK, fill_mask, [serving.texts_spec()]),
+            serving.Endpoint(serving.LOGITS, logits, [ids]),
+        ]
 
     def get_config(self):
         return {**super().get_config(), "mask_rate": self.mask_rate}
@@ -338,3 +540,12 @@ def _copied_backbone(model):
     backbone = EncoderBackbone.from_config(model.backbone.get_config())
     backbone.set_weights(model.backbone.get_weights())
     return backbone
+
+
+def _mask_one_word(text):
+    """`text` with its middle word replaced by `[MASK]` (`""` if it has none)."""
+    words = text.split(" ")
+    if not any(words):
+        return ""
+    middle = len(words) // 2
+    return " ".join(words[:middle] + ["[MASK]"] + words[middle + 1 :])

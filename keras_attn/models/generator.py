@@ -1,34 +1,42 @@
 """GPT-style text generator: a `DecoderBackbone` with its tokenizer."""
 
 import math
+import random
 import warnings
 
 import keras
 import numpy as np
+
+# The decoding endpoints are TensorFlow graphs (see keras_attn.models.serving).
+import tensorflow as tf
 from keras import ops
 
 from keras_attn.generation import sample
+from keras_attn.models import serving
 from keras_attn.models.decoder_backbone import DecoderBackbone
+from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
 from keras_attn.models.generator_presets import GENERATOR_PRESETS
 from keras_attn.models.task import (
     Task,
     check_tokenizer_fits,
+    compiled,
     deserialize_part,
     tokenizer_and_vocabulary,
 )
-from keras_attn.models.text_batches import (
-    compiled,
-    make_dataset,
-    pack_ids,
-    ragged,
+from keras_attn.preprocessors import (
+    GeneratorPreprocessor,
     report_truncation,
-    tokenize_texts,
+    text_column,
+    text_dataset,
 )
+from keras_attn.training.metrics import Perplexity
 from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
 
 # Decoding buffers are rounded up to a multiple of this, so prompts of
 # similar lengths share one compiled decoding loop.
 _LENGTH_BUCKET = 16
+# Exported `serving_default`: new tokens per prompt unless given at export.
+DEFAULT_MAX_NEW_TOKENS = 32
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -57,6 +65,11 @@ class Generator(Task):
 
     presets = GENERATOR_PRESETS
     backbone_cls = DecoderBackbone
+    task_name = "generator"
+    data_task = "generation"
+    evaluation_options = (
+        "prompt_length", "prompt_until", "continuation_length", "max_new_tokens"
+    )
 
     def __init__(self, backbone, tokenizer, **kwargs):
         super().__init__(**kwargs)
@@ -66,6 +79,10 @@ class Generator(Task):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self._decode_function = None
+        # Derived from the tokenizer and the backbone: not tracked or saved.
+        object.__setattr__(
+            self, "preprocessor", GeneratorPreprocessor(tokenizer, backbone.sequence_length)
+        )
         # Every sublayer is built above: weights exist before any call.
         self.built = True
 
@@ -85,21 +102,22 @@ class Generator(Task):
         """A `tf.data.Dataset` of `(inputs, targets, weights)` for `fit`.
 
         Each text becomes `[BOS] tokens [EOS]`, padded or truncated to
-        `sequence_length + 1`; inputs are all but the last id, targets all but
-        the first, weights 1 on real target tokens.
+        `sequence_length + 1` by `self.preprocessor` inside the pipeline;
+        inputs are all but the last id, targets all but the first, weights 1
+        on real target tokens. Truncation is reported in `last_truncation`
+        (and warned about).
         """
-        ids, mask, truncated = pack_ids(
-            tokenize_texts(self.tokenizer, texts),
-            self.backbone.sequence_length + 1,
-            add_bos=True,
-            add_eos=True,
-            tokenizer=self.tokenizer,
+        texts = text_column("texts", texts)
+        self.last_truncation = report_truncation(
+            self.preprocessor.count_truncated(texts), "texts"
         )
-        self.last_truncation = report_truncation(truncated, "texts")
-        weights = mask[:, 1:].astype("float32")
-        return make_dataset(
-            (ids[:, :-1], ids[:, 1:], weights), batch_size, shuffle=shuffle, seed=seed
-        )
+        return text_dataset((texts,), self.preprocessor, batch_size, shuffle=shuffle, seed=seed)
+
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+        return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def default_metrics(self):
+        return super().default_metrics() + [Perplexity()]
 
     # ---------------------------------------------------------- generation
 
@@ -122,7 +140,10 @@ class Generator(Task):
             temperature: 0 is greedy decoding; > 0 samples.
             top_k: sample among the `top_k` most likely tokens (0: all).
             top_p: nucleus sampling threshold (1.0: off).
-            seed: int seed; the same seed gives the same samples.
+            seed: int seed; the same seed gives the same samples. `None`
+                draws one from Python's `random`, which
+                `keras.utils.set_random_seed` seeds: runs after the same
+                global seed sample the same.
             stop_token_ids: `"eos"` (the tokenizer's end token), `None`, or a
                 list of ids that end a row's generation.
             return_ids: return the generated token ids (lists) instead of
@@ -140,27 +161,27 @@ class Generator(Task):
                 f"`max_new_tokens` must be smaller than the model's sequence_length ({length}). "
                 f"Received: max_new_tokens={max_new_tokens}"
             )
-        rows = tokenize_texts(self.tokenizer, [prompts] if single else prompts)
-        rows = [[self.tokenizer.bos_id, *row] for row in rows]
+        stops = self._stop_ids(stop_token_ids)
+        prompt_ids = self.preprocessor.prompt_ids(
+            text_column("prompts", [prompts] if single else prompts)
+        )
+        if prompt_ids.nrows() == 0:
+            return []
         room = length - max_new_tokens
-        truncated = sum(max(0, len(row) - room) for row in rows)
+        longest = min(int(np.max(prompt_ids.row_lengths())), room)
+        buffer_length = min(
+            length, _LENGTH_BUCKET * math.ceil((longest + max_new_tokens) / _LENGTH_BUCKET)
+        )
+        token_ids, prompt_mask, prompt_lengths, truncated = self.preprocessor.pack_prompts(
+            prompt_ids, buffer_length, room
+        )
+        truncated = int(np.sum(truncated))
         if truncated:
             warnings.warn(
                 f"{truncated} prompt token(s) dropped from the start of long prompts: a prompt "
                 f"may hold at most sequence_length - max_new_tokens = {room} tokens",
                 stacklevel=2,
             )
-            rows = [row[-room:] for row in rows]
-        prompt_lengths = np.array([len(row) for row in rows])
-        buffer_length = min(
-            length,
-            _LENGTH_BUCKET * math.ceil((prompt_lengths.max() + max_new_tokens) / _LENGTH_BUCKET),
-        )
-        token_ids = np.zeros((len(rows), buffer_length), "int32")
-        for i, row in enumerate(rows):
-            token_ids[i, : len(row)] = row
-        prompt_mask = np.arange(buffer_length)[None, :] < prompt_lengths[:, None]
-
         output = self.generate_ids(
             token_ids,
             prompt_mask,
@@ -168,15 +189,18 @@ class Generator(Task):
             top_k=top_k,
             top_p=top_p,
             seed=seed,
-            stop_token_ids=self._stop_ids(stop_token_ids),
+            stop_token_ids=stops,
         )
-        output = ops.convert_to_numpy(output)
-        continuations = [
-            self._continuation(output[i, n : n + max_new_tokens], stop_token_ids)
-            for i, n in enumerate(prompt_lengths)
-        ]
-        if not return_ids:
-            continuations = self._detokenize(continuations)
+        new_ids = self.preprocessor.continuation_ids(
+            output, prompt_lengths, prompt_lengths + max_new_tokens, stops
+        )
+        if return_ids:
+            continuations = new_ids.to_list()
+        else:
+            continuations = [
+                text.decode("utf-8", errors="replace")
+                for text in self.preprocessor.detokenize(new_ids).numpy()
+            ]
         return continuations[0] if single else continuations
 
     def generate_ids(
@@ -204,7 +228,8 @@ class Generator(Task):
             0 after a stop token.
         """
         if seed is None:
-            seed = int(np.random.default_rng().integers(0, 2**31 - 1))
+            # Python's global generator follows keras.utils.set_random_seed.
+            seed = random.randint(0, 2**31 - 1)
         if self._decode_function is None:
             self._decode_function = compiled(self._decode)
         return self._decode_function(
@@ -262,20 +287,146 @@ class Generator(Task):
         )
         return output
 
-    def export_serving(self, path, overwrite=False, max_new_tokens=None, jit_compile=True):
-        """Writes a TensorFlow SavedModel that generates from strings.
+    # ------------------------------------------------------------ evaluation
 
-        Signatures: `serving_default` (greedy, up to `max_new_tokens` new
-        tokens), `generate` (every option of `generate` as an input) and
-        `logits` (token ids in). Runs without Keras or keras-attn; see
-        `keras_attn.export.export`. (`model.export` is Keras' forward-pass
-        export.)
+    def evaluate_data(self, data, options=None):
+        """Perplexity and loss per real token of `data.texts`; with
+        `prompt_length` or `prompt_until`, also `continuation_accuracy`
+        (exact greedy continuations of each text's prompt)."""
+        options = options or {}
+        count = limit_examples(options, len(data.texts))
+        texts = list(data.texts[:count])
+        batch_size = options.get("batch_size") or 64
+        scores = token_scores(self, self.make_dataset, (texts,), batch_size)
+        metrics = {"perplexity": scores["perplexity"], "loss": scores["loss"], "examples": count}
+        sequence_length = self.backbone.sequence_length
+        length = options.get("continuation_length")
+        if options.get("prompt_length") or options.get("prompt_until"):
+            pairs = _continuation_pairs(texts, options)
+            if not pairs:
+                raise ValueError(
+                    "no test text can be split into a prompt and a continuation with "
+                    "evaluation.prompt_length / prompt_until"
+                )
+            needed = length or max(len(rest.encode("utf-8")) for _, rest in pairs) + 1
+            max_new_tokens = min(options.get("max_new_tokens") or needed, sequence_length - 1)
+            outputs = in_batches(
+                lambda chunk: self.generate(
+                    chunk,
+                    max_new_tokens=max_new_tokens,
+                    stop_token_ids=None if length else "eos",
+                ),
+                [prompt for prompt, _ in pairs],
+                batch_size,
+            )
+            if length:
+                outputs = [output[:length] for output in outputs]
+            metrics["continuation_accuracy"] = float(
+                np.mean([o == rest for o, (_, rest) in zip(outputs, pairs)])
+            )
+            metrics["continuation_examples"] = len(pairs)
+            samples = [f"{p!r} -> {o!r} (expected {r!r})" for o, (p, r) in zip(outputs, pairs)]
+        else:
+            shown = texts[: options.get("samples", 3)]
+            prompts = [text[: max(1, len(text) // 2)] for text in shown]
+            max_new_tokens = min(options.get("max_new_tokens") or 32, sequence_length - 1)
+            outputs = self.generate(prompts, max_new_tokens=max_new_tokens) if prompts else []
+            samples = [f"{p!r} -> {o!r}" for p, o in zip(prompts, outputs)]
+        return metrics, samples
+
+    # --------------------------------------------------------------- serving
+
+    def serving_endpoints(self, jit_compile=True, max_new_tokens=None):
+        """`serving_default`, `generate` and `logits`.
+
+        - `serving_default(inputs)`: greedy continuations of up to
+          `max_new_tokens` tokens (baked in; default 32, at most half the
+          model's `sequence_length`) -> `{"texts"}`.
+        - `generate(inputs, max_new_tokens, temperature, top_k, top_p,
+          seed)`: every option of `generate` as a scalar input -> `{"texts"}`.
+        - `logits(token_ids)`: `(batch, sequence_length)` int32 ->
+          `{"logits"}`.
+
+        Inside the graph, as in `generate` (the same preprocessor): each
+        prompt becomes `[BOS] tokens`, keeping its last `sequence_length -
+        max_new_tokens` tokens, in a buffer of the model's static
+        `sequence_length`; decoding stops a row at `[EOS]` or after
+        `max_new_tokens` tokens (a row past its budget is handed `[EOS]`, so
+        the loop ends as soon as every row is done), and only each row's
+        window `[prompt_length, prompt_length + max_new_tokens)` is
+        returned. `max_new_tokens` inputs are clamped to `[0,
+        sequence_length - 1]`; other out-of-range options act as their
+        nearest valid value (see `keras_attn.generation.sample`).
         """
-        from keras_attn.export import export
+        length = self.backbone.sequence_length
+        vocabulary_size = self.backbone.vocabulary_size
+        if max_new_tokens is None:
+            # Leave at least half the buffer to the prompt.
+            max_new_tokens = max(1, min(DEFAULT_MAX_NEW_TOKENS, length // 2))
+        max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
+        if max_new_tokens >= length:
+            raise ValueError(
+                f"`max_new_tokens` must be smaller than the model's sequence_length ({length}). "
+                f"Received: max_new_tokens={max_new_tokens}"
+            )
+        eos = self.tokenizer.eos_id
+        preprocessor = self.preprocessor
 
-        export(
-            self, path, overwrite=overwrite, jit_compile=jit_compile, max_new_tokens=max_new_tokens
-        )
+        def decode(token_ids, prompt_mask, ends, temperature, top_k, top_p, seed):
+            only_eos = tf.where(tf.range(vocabulary_size) == eos, 0.0, -np.inf)[None, :]
+
+            def end_at_budget(logits, index):
+                # Position `index + 1` is past the row's budget: only [EOS] remains.
+                return tf.where((index + 1 >= ends)[:, None], only_eos, logits)
+
+            return self._decode(
+                token_ids, prompt_mask, temperature, top_k, top_p, seed, (eos,),
+                logits_processor=end_at_budget,
+            )
+
+        decode = serving.compiled_core(decode, jit_compile)
+
+        def continuations(texts, budget, temperature, top_k, top_p, seed):
+            budget = tf.clip_by_value(tf.cast(budget, tf.int32), 0, length - 1)
+            token_ids, prompt_mask, prompt_lengths, _ = preprocessor.pack_prompts(
+                preprocessor.prompt_ids(texts), length, length - budget
+            )
+            ends = prompt_lengths + budget
+            output = decode(token_ids, prompt_mask, ends, temperature, top_k, top_p, seed)
+            return preprocessor.detokenize(
+                preprocessor.continuation_ids(output, prompt_lengths, ends)
+            )
+
+        def serve(inputs):
+            # Python option values: a greedy-only graph, no sampling branch.
+            return {"texts": continuations(inputs, max_new_tokens, 0.0, 0, 1.0, 0)}
+
+        def generate(inputs, max_new_tokens, temperature, top_k, top_p, seed):
+            return {
+                "texts": continuations(inputs, max_new_tokens, temperature, top_k, top_p, seed)
+            }
+
+        forward = serving.compiled_core(lambda ids: self(ids, training=False), jit_compile)
+
+        def logits(token_ids):
+            return {"logits": forward(token_ids)}
+
+        return [
+            serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
+            serving.Endpoint(
+                serving.GENERATE,
+                generate,
+                [
+                    serving.texts_spec(),
+                    serving.scalar_spec(tf.int32, "max_new_tokens"),
+                    serving.scalar_spec(tf.float32, "temperature"),
+                    serving.scalar_spec(tf.int32, "top_k"),
+                    serving.scalar_spec(tf.float32, "top_p"),
+                    serving.scalar_spec(tf.int32, "seed"),
+                ],
+            ),
+            serving.Endpoint(serving.LOGITS, logits, [serving.ids_spec(length, "token_ids")]),
+        ]
 
     def _stop_ids(self, stop_token_ids):
         if stop_token_ids is None:
@@ -289,15 +440,23 @@ class Generator(Task):
             return (self.tokenizer.eos_id,)
         return tuple(check_non_negative_int("stop_token_ids", int(i)) for i in stop_token_ids)
 
-    def _continuation(self, ids, stop_token_ids):
-        stops = set(self._stop_ids(stop_token_ids))
-        kept = []
-        for token in ids.tolist():
-            if token in stops or token == self.tokenizer.pad_id:
-                break
-            kept.append(token)
-        return kept
 
-    def _detokenize(self, rows):
-        texts = self.tokenizer.detokenize(ragged(rows))
-        return [t.decode("utf-8", errors="replace") for t in ops.convert_to_numpy(texts)]
+def _continuation_pairs(texts, options):
+    """(prompt, expected continuation) of each text the options can split."""
+    until = options.get("prompt_until")
+    prompt_length = options.get("prompt_length")
+    length = options.get("continuation_length")
+    pairs = []
+    for text in texts:
+        if until is not None:
+            cut = text.find(until)
+            if cut < 0:
+                continue
+            cut += len(until)
+        else:
+            cut = prompt_length
+        prompt, rest = text[:cut], text[cut:]
+        if not prompt or not rest or (length is not None and len(rest) < length):
+            continue
+        pairs.append((prompt, rest if length is None else rest[:length]))
+    return pairs

@@ -1,6 +1,7 @@
 """What every ready-made model shares: a backbone, a tokenizer, presets and
 preset directories."""
 
+import inspect
 import json
 import os
 import shutil
@@ -8,7 +9,15 @@ import tempfile
 
 import keras
 
+# Tasks decode through tf.function loops compiled with XLA; the helper below
+# is the one place that says so (the layers stay backend-agnostic).
+import tensorflow as tf
+
+from keras_attn.tokenizers import ByteTokenizer, Tokenizer
+from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
+from keras_attn.training.metrics import MaskedAccuracy
 from keras_attn.utils.arguments import check_choice
+from keras_attn.version import __version__
 
 PRESET_CONFIG_FILE = "config.json"
 PRESET_WEIGHTS_FILE = "model.weights.h5"
@@ -43,6 +52,13 @@ def write_directory_atomically(path, write, overwrite=False):
         raise
 
 
+def compiled(function):
+    """`function` compiled with XLA; retraced only for new shapes or static args."""
+    # The loops use ops.while_loop / ops.cond explicitly; autograph would
+    # rewrite the Python-side argument checks instead.
+    return tf.function(function, jit_compile=True, autograph=False)
+
+
 def deserialize_part(value):
     """A backbone or tokenizer given as an object or as its Keras config."""
     if isinstance(value, dict):
@@ -67,8 +83,6 @@ def check_tokenizer_fits(tokenizer, vocabulary_size, name="tokenizer"):
 def tokenizer_and_vocabulary(tokenizer, backbone_config, key="vocabulary_size"):
     """The given tokenizer (default: byte-level) and a backbone config whose
     vocabulary defaults to the tokenizer's."""
-    from keras_attn.tokenizers import ByteTokenizer
-
     tokenizer = tokenizer or ByteTokenizer()
     backbone_config = dict(backbone_config)
     backbone_config.setdefault(key, tokenizer.vocabulary_size)
@@ -79,27 +93,125 @@ class Task(keras.Model):
     """Base of the ready-made models (`Generator`, `Classifier`,
     `MaskedLanguageModel`, `Translator`).
 
-    A task owns a backbone (the network) and the tokenizer(s) that turn text
-    into its inputs, so it takes strings and returns strings. Subclasses set
-    `presets` (name -> dict with `"backbone"` config, `"description"` and
-    task arguments) and implement `from_parts(backbone_config, tokenizers,
-    **task_args)`.
+    A task owns a backbone (the network), the tokenizer(s) that turn text
+    into its inputs and the preprocessor built from them, so it takes strings
+    and returns strings. It also says everything the recipes, the CLI and the
+    exports need to know about it, so they dispatch on these attributes and
+    never on a table of task classes:
+
+    - `task_name` (`"generator"`, ...) and `data_task`, the
+      `keras_attn.data` kind of examples it trains on;
+    - `compile()` defaults: loss, metrics, optimizer and XLA;
+    - `dataset_from_data(data, ...)`: `tf.data` batches from loaded data;
+    - `evaluate_data(data, options)` and `evaluation_options`;
+    - `serving_endpoints(...)`: the exported SavedModel signatures.
+
+    Subclasses set `presets` (name -> dict with `"backbone"` config,
+    `"description"` and task arguments) and implement `from_parts(
+    backbone_config, tokenizers, **task_args)`.
     """
 
     presets = {}
     backbone_cls = None
     tokenizer_names = ("tokenizer",)
+    # The backbone argument each tokenizer's vocabulary sizes.
+    vocabulary_keys = {"tokenizer": "vocabulary_size"}
+    task_name = None
+    data_task = None
+    evaluation_options = ()
 
-    def get_config(self):
-        """Name, backbone and tokenizers; subclasses add their own arguments."""
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-        }
-        for name in self.tokenizer_names:
-            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
-        return config
+    @classmethod
+    def for_name(cls, task_name):
+        """The task class registered under `task_name` (e.g. `"generator"`)."""
+        tasks = cls.registered_tasks()
+        check_choice("task", task_name, sorted(tasks))
+        return tasks[task_name]
+
+    @classmethod
+    def registered_tasks(cls):
+        """`{task_name: class}` of every task class defined so far."""
+        found, pending = {}, list(cls.__subclasses__())
+        while pending:
+            subclass = pending.pop()
+            pending.extend(subclass.__subclasses__())
+            if subclass.task_name:
+                found.setdefault(subclass.task_name, subclass)
+        return found
+
+    # ------------------------------------------------------------- training
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics="auto",
+        label_smoothing=0.0,
+        jit_compile=True,
+        **kwargs,
+    ):
+        """`keras.Model.compile` with this task's defaults.
+
+        Args:
+            optimizer: `"auto"` is Adam with learning rate 1e-3.
+            loss: `"auto"` is the task's loss (`default_loss`).
+            metrics: `"auto"` are the task's metrics (`default_metrics`).
+            label_smoothing: of the `"auto"` loss.
+            jit_compile: XLA-compile the train step. True by default: every
+                task compiles with static shapes, and Keras' `"auto"` turns
+                XLA off on machines without an accelerator, where it still
+                speeds up these models' steps.
+            **kwargs: passed to `keras.Model.compile`.
+        """
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if isinstance(loss, str) and loss == "auto":
+            loss = self.default_loss(label_smoothing)
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, **kwargs)
+
+    def default_loss(self, label_smoothing=0.0):
+        """Token cross-entropy that ignores padding (label 0)."""
+        return MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def default_metrics(self):
+        return [MaskedAccuracy()]
+
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+        """`tf.data` batches for `fit` from loaded data (`keras_attn.data`)."""
+        raise NotImplementedError
+
+    def arguments_from_data(self, data):
+        """Task arguments a model built for `data` needs (e.g. the labels)."""
+        return {}
+
+    @classmethod
+    def arguments_for_data(cls, data):
+        """As `arguments_from_data`, before a model exists."""
+        return {}
+
+    def check_fits_data(self, data):
+        """Raises `ValueError` if this model cannot learn from `data`."""
+
+    def evaluate_data(self, data, options=None):
+        """Scores the model on loaded data.
+
+        Args:
+            data: examples from `keras_attn.data`.
+            options: dict of this task's `evaluation_options` (and
+                `num_examples`, `batch_size`).
+
+        Returns:
+            `(metrics dict, samples)`: samples are a few outputs as strings.
+        """
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- serving
+
+    def serving_endpoints(self, jit_compile=True, **options):
+        """The `keras_attn.models.serving.Endpoint`s of an export."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ presets
 
@@ -115,8 +227,9 @@ class Task(keras.Model):
             preset: a name from `preset_names()` (an untrained model of that
                 architecture) or a directory written by `save_to_preset`
                 (architecture, weights and tokenizer).
-            **kwargs: for a name, tokenizers (`tokenizer=...`) and overrides
-                of the preset's backbone or task arguments.
+            **kwargs: for a name, tokenizers (`tokenizer=...`; the
+                vocabulary size then follows the tokenizer) and overrides of
+                the preset's backbone or task arguments.
         """
         if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
             return cls._load_preset_directory(os.fspath(preset))
@@ -128,6 +241,11 @@ class Task(keras.Model):
         for name in cls.tokenizer_names:
             if name in kwargs:
                 tokenizers[name] = kwargs.pop(name)
+        for name, tokenizer in tokenizers.items():
+            key = cls.vocabulary_keys.get(name)
+            if key and key not in kwargs and tokenizer.has_vocabulary:
+                # The embeddings fit the given tokenizer, not the preset's.
+                backbone_config[key] = tokenizer.vocabulary_size
         for key in list(kwargs):
             if key in backbone_config or key in cls.backbone_arguments():
                 backbone_config[key] = kwargs.pop(key)
@@ -136,8 +254,6 @@ class Task(keras.Model):
 
     @classmethod
     def backbone_arguments(cls):
-        import inspect
-
         return set(inspect.signature(cls.backbone_cls.__init__).parameters) - {"self", "kwargs"}
 
     @classmethod
@@ -156,7 +272,7 @@ class Task(keras.Model):
             config = {
                 "task": keras.saving.get_registered_name(type(self)),
                 "config": self.get_config(),
-                "keras_attn_version": _version(),
+                "keras_attn_version": __version__,
             }
             with open(os.path.join(directory, PRESET_CONFIG_FILE), "w", encoding="utf-8") as f:
                 json.dump(config, f, indent=2)
@@ -183,8 +299,6 @@ class Task(keras.Model):
                 f"`preset` directory {path!r} holds a {saved.get('task')!r} model, "
                 f"not a {expected!r}"
             )
-        from keras_attn.tokenizers import Tokenizer
-
         config = dict(saved["config"])
         for name in cls.tokenizer_names:
             tokenizer_dir = os.path.join(path, PRESET_TOKENIZER_DIR, name)
@@ -192,9 +306,3 @@ class Task(keras.Model):
         model = cls.from_config(config)
         model.load_weights(os.path.join(path, PRESET_WEIGHTS_FILE))
         return model
-
-
-def _version():
-    from keras_attn import __version__
-
-    return __version__

@@ -1,26 +1,35 @@
 """Encoder-decoder translator: a `Seq2SeqBackbone` with its tokenizers."""
 
 import keras
+import numpy as np
+
+# The decoding endpoints are TensorFlow graphs (see keras_attn.models.serving).
+import tensorflow as tf
 from keras import ops
 
 from keras_attn.generation import beam_search, sample
+from keras_attn.models import serving
+from keras_attn.models.evaluation import in_batches, limit_examples
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.models.task import (
     Task,
     check_tokenizer_fits,
+    compiled,
     deserialize_part,
     tokenizer_and_vocabulary,
 )
-from keras_attn.models.text_batches import (
-    compiled,
-    make_dataset,
-    pack_ids,
-    ragged,
-    report_truncation,
-    tokenize_texts,
-)
 from keras_attn.models.translator_presets import TRANSLATOR_PRESETS
+from keras_attn.preprocessors import (
+    TranslatorPreprocessor,
+    report_truncation,
+    text_column,
+    text_dataset,
+)
+from keras_attn.training.metrics import corpus_bleu
 from keras_attn.utils.arguments import check_choice, check_positive_int
+
+# Beams of the exported `translate` signature unless given at export.
+DEFAULT_BEAM_WIDTH = 4
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -49,6 +58,13 @@ class Translator(Task):
     presets = TRANSLATOR_PRESETS
     backbone_cls = Seq2SeqBackbone
     tokenizer_names = ("source_tokenizer", "target_tokenizer")
+    vocabulary_keys = {
+        "source_tokenizer": "source_vocabulary_size",
+        "target_tokenizer": "target_vocabulary_size",
+    }
+    task_name = "translator"
+    data_task = "translation"
+    evaluation_options = ("beam_width", "length_penalty", "bleu", "bleu_tokenize")
 
     def __init__(self, backbone, source_tokenizer, target_tokenizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -62,6 +78,17 @@ class Translator(Task):
             self.target_tokenizer, self.backbone.target_vocabulary_size, "target_tokenizer"
         )
         self._translate_functions = {}
+        # Derived from the tokenizers and the backbone: not tracked or saved.
+        object.__setattr__(
+            self,
+            "preprocessor",
+            TranslatorPreprocessor(
+                self.source_tokenizer,
+                self.target_tokenizer,
+                self.backbone.source_length,
+                self.backbone.target_length,
+            ),
+        )
         # Every sublayer is built above: weights exist before any call.
         self.built = True
 
@@ -95,41 +122,36 @@ class Translator(Task):
 
     def encode_sources(self, texts):
         """Source ids `(N, source_length)` and tokens truncated per row."""
-        ids, _, truncated = pack_ids(
-            tokenize_texts(self.source_tokenizer, texts),
-            self.backbone.source_length,
-            self.source_tokenizer,
-            add_eos=True,
-        )
-        return ids.astype("int32"), truncated
+        ids, truncated = self.preprocessor.source_ids(text_column("texts", texts))
+        return ids.numpy(), truncated.numpy()
 
     def make_dataset(self, sources, targets, batch_size=32, shuffle=True, seed=0):
         """`({"source_ids", "target_ids"}, labels, weights)` batches for `fit`.
 
         `target_ids` is `[BOS] target` and `labels` is `target [EOS]`, both
-        padded to `target_length`; weights are 1 on real label tokens.
+        padded to `target_length`; weights are 1 on real label tokens (see
+        `TranslatorPreprocessor`, which runs inside the pipeline).
+        Truncation is reported in `last_truncation` (and warned about).
         """
-        if len(sources) != len(targets):
+        sources, targets = text_column("sources", sources), text_column("targets", targets)
+        if sources.shape[0] != targets.shape[0]:
             raise ValueError(
                 "`sources` and `targets` must have the same length. Received: "
-                f"{len(sources)} sources and {len(targets)} targets"
+                f"{sources.shape[0]} sources and {targets.shape[0]} targets"
             )
-        source_ids, source_truncated = self.encode_sources(sources)
-        target, mask, target_truncated = pack_ids(
-            tokenize_texts(self.target_tokenizer, targets),
-            self.backbone.target_length + 1,
-            self.target_tokenizer,
-            add_bos=True,
-            add_eos=True,
-        )
+        source_counts, target_counts = self.preprocessor.count_truncated(sources, targets)
         self.last_truncation = {
-            "sources": report_truncation(source_truncated, "sources"),
-            "targets": report_truncation(target_truncated, "targets"),
+            "sources": report_truncation(source_counts, "sources"),
+            "targets": report_truncation(target_counts, "targets"),
         }
-        inputs = {"source_ids": source_ids, "target_ids": target[:, :-1].astype("int32")}
-        labels = target[:, 1:].astype("int32")
-        weights = mask[:, 1:].astype("float32")
-        return make_dataset((inputs, labels, weights), batch_size, shuffle=shuffle, seed=seed)
+        return text_dataset(
+            (sources, targets), self.preprocessor, batch_size, shuffle=shuffle, seed=seed
+        )
+
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+        return self.make_dataset(
+            data.sources, data.targets, batch_size=batch_size, shuffle=shuffle, seed=seed
+        )
 
     # --------------------------------------------------------- translation
 
@@ -148,20 +170,13 @@ class Translator(Task):
         """
         single = isinstance(texts, str)
         source_ids, _ = self.encode_sources([texts] if single else texts)
-        ids = ops.convert_to_numpy(
-            self.translate_ids(source_ids, beam_width, length_penalty, max_length)
-        )
-        eos, pad = self.target_tokenizer.eos_id, self.target_tokenizer.pad_id
-        rows = []
-        for row in ids[:, 1:]:
-            kept = []
-            for token in row.tolist():
-                if token in (eos, pad):
-                    break
-                kept.append(token)
-            rows.append(kept)
-        texts_out = self.target_tokenizer.detokenize(ragged(rows))
-        decoded = [t.decode("utf-8", errors="replace") for t in ops.convert_to_numpy(texts_out)]
+        if len(source_ids) == 0:
+            return []
+        output = self.translate_ids(source_ids, beam_width, length_penalty, max_length)
+        decoded = [
+            text.decode("utf-8", errors="replace")
+            for text in self.preprocessor.translations(output).numpy()
+        ]
         return decoded[0] if single else decoded
 
     def translate_ids(
@@ -203,18 +218,95 @@ class Translator(Task):
             ops.convert_to_tensor(length_penalty, "float32"),
         )
 
-    def export_serving(self, path, overwrite=False, beam_width=4, jit_compile=True):
-        """Writes a TensorFlow SavedModel that translates strings.
+    # ------------------------------------------------------------ evaluation
 
-        Signatures: `serving_default` (greedy), `translate` (beam search
-        with `beam_width` beams, `length_penalty` as an input) and `logits`
-        (source and target ids in). Runs without Keras or keras-attn; see
-        `keras_attn.export.export`. (`model.export` is Keras' forward-pass
-        export.)
+    def evaluate_data(self, data, options=None):
+        """`exact_match` (output == reference) and, unless `bleu: false`,
+        sacreBLEU corpus `bleu` of translating `data.sources`."""
+        options = options or {}
+        count = limit_examples(options, len(data.sources))
+        sources, references = list(data.sources[:count]), list(data.targets[:count])
+        beam_width = options.get("beam_width") or 1
+        length_penalty = options.get("length_penalty")
+        length_penalty = 0.6 if length_penalty is None else length_penalty
+        outputs = in_batches(
+            lambda chunk: self.translate(
+                chunk, beam_width=beam_width, length_penalty=length_penalty
+            ),
+            sources,
+            options.get("batch_size") or 64,
+        )
+        metrics = {"exact_match": float(np.mean([o == r for o, r in zip(outputs, references)]))}
+        if options.get("bleu", True):
+            tokenize = options.get("bleu_tokenize") or "13a"
+            metrics["bleu"] = corpus_bleu(outputs, references, tokenize=tokenize)
+        metrics.update(beam_width=beam_width, examples=count)
+        samples = [
+            f"{s!r} -> {o!r} (reference {r!r})" for s, o, r in zip(sources, outputs, references)
+        ]
+        return metrics, samples
+
+    # --------------------------------------------------------------- serving
+
+    def serving_endpoints(self, jit_compile=True, beam_width=DEFAULT_BEAM_WIDTH):
+        """`serving_default`, `translate` and `logits`.
+
+        - `serving_default(inputs)`: greedy translations ->
+          `{"translations"}`, as `translate(texts)`.
+        - `translate(inputs, length_penalty)`: beam search with `beam_width`
+          beams (fixed at export: the beams are a static axis of the graph)
+          -> `{"translations"}`, as `translate(texts, beam_width,
+          length_penalty)`. `beam_width=1` exports greedy decoding
+          (`length_penalty` is unused).
+        - `logits({"source_ids", "target_ids"})`: `(batch, source_length)`
+          and `(batch, target_length)` int32 -> `{"logits"}`.
+
+        Translations are at most `target_length - 1` tokens, as in
+        `translate`.
         """
-        from keras_attn.export import export
+        beam_width = check_positive_int("beam_width", beam_width)
+        target_length = self.backbone.target_length
+        search = "greedy" if beam_width == 1 else "beam"
+        preprocessor = self.preprocessor
+        greedy = serving.compiled_core(
+            lambda source_ids: self._decode(source_ids, 0.0, "greedy", 1, target_length),
+            jit_compile,
+        )
+        beam = serving.compiled_core(
+            lambda source_ids, length_penalty: self._decode(
+                source_ids, length_penalty, search, beam_width, target_length
+            ),
+            jit_compile,
+        )
 
-        export(self, path, overwrite=overwrite, jit_compile=jit_compile, beam_width=beam_width)
+        def source_ids(texts):
+            return preprocessor.source_ids(texts)[0]
+
+        def serve(inputs):
+            return {"translations": preprocessor.translations(greedy(source_ids(inputs)))}
+
+        def translate(inputs, length_penalty):
+            output = beam(source_ids(inputs), length_penalty)
+            return {"translations": preprocessor.translations(output)}
+
+        forward = serving.compiled_core(lambda inputs: self(inputs, training=False), jit_compile)
+
+        def logits(inputs):
+            return {"logits": forward(inputs)}
+
+        ids = {
+            "source_ids": serving.ids_spec(self.backbone.source_length, "source_ids"),
+            "target_ids": serving.ids_spec(target_length, "target_ids"),
+        }
+        return [
+            serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
+            serving.Endpoint(
+                serving.TRANSLATE,
+                translate,
+                [serving.texts_spec(), serving.scalar_spec(tf.float32, "length_penalty")],
+            ),
+            serving.Endpoint(serving.LOGITS, logits, [ids]),
+        ]
 
     def _decode(self, source_ids, length_penalty, search, beam_width, length):
         batch_size = ops.shape(source_ids)[0]

@@ -15,183 +15,26 @@ import json
 import math
 import os
 
-import numpy as np
+import keras
 
+from keras_attn.models import Task
+from keras_attn.models.evaluation import in_batches
+from keras_attn.recipes.recipe_data import load_split
 from keras_attn.recipes.schema import (
     RECIPE_SCHEMA,
-    TASKS,
     _cross_checks,
     _Invalid,
     data_spec,
-    model_class,
 )
 
 PRESET_DIR = "preset"
 METRICS_FILE = "metrics.json"
 
 
-def in_batches(function, items, batch_size):
-    """`function` over `items` in chunks of exactly `batch_size` (the last one
-    padded with repeats), so a compiled decoding loop is traced once."""
-    outputs = []
-    for start in range(0, len(items), batch_size):
-        chunk = list(items[start : start + batch_size])
-        real = len(chunk)
-        if len(items) > batch_size:
-            chunk += [chunk[0]] * (batch_size - real)
-        outputs.extend(function(chunk)[:real])
-    return outputs
-
-
-def _limit(options, count):
-    limit = options.get("num_examples")
-    return count if limit is None else min(count, limit)
-
-
-def evaluate_translator(model, data, options):
-    count = _limit(options, len(data.sources))
-    sources, references = data.sources[:count], data.targets[:count]
-    beam_width = options.get("beam_width") or 1
-    length_penalty = options.get("length_penalty")
-    length_penalty = 0.6 if length_penalty is None else length_penalty
-    outputs = in_batches(
-        lambda chunk: model.translate(chunk, beam_width=beam_width, length_penalty=length_penalty),
-        sources,
-        options.get("batch_size") or 64,
-    )
-    from keras_attn.training import corpus_bleu
-
-    metrics = {"exact_match": float(np.mean([o == r for o, r in zip(outputs, references)]))}
-    if options.get("bleu", True):
-        tokenize = options.get("bleu_tokenize") or "13a"
-        metrics["bleu"] = corpus_bleu(outputs, references, tokenize=tokenize)
-    metrics.update(beam_width=beam_width, examples=count)
-    samples = [
-        f"{s!r} -> {o!r} (reference {r!r})"
-        for s, o, r in zip(sources, outputs, references)
-    ]
-    return metrics, samples
-
-
-def evaluate_classifier(model, data, options):
-    count = _limit(options, len(data.texts))
-    texts, labels = data.texts[:count], list(data.labels[:count])
-    predicted, probabilities = model.classify(texts, batch_size=options.get("batch_size") or 64)
-    if model.label_names:
-        unknown = sorted(set(data.label_names) - set(model.label_names))
-        if unknown:
-            raise ValueError(
-                f"the data has labels {unknown} that the model does not know "
-                f"(its labels: {model.label_names})"
-            )
-        truth = [data.label_names[label] for label in labels]
-    else:
-        truth = labels
-    metrics = {
-        "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
-        "examples": count,
-    }
-    samples = [
-        f"{text!r} -> {p} ({probabilities[i].max():.2f}; true {t})"
-        for i, (text, p, t) in enumerate(zip(texts, predicted, truth))
-    ]
-    return metrics, samples
-
-
-def _token_scores(model, texts, batch_size):
-    """Loss and perplexity per real token of `texts` (every text counted)."""
-    import keras
-
-    from keras_attn.training import MaskedSparseCategoricalCrossentropy, Perplexity
-
-    batch_size = min(batch_size, len(texts))
-    whole = len(texts) - len(texts) % batch_size
-    dataset = model.make_dataset(texts[:whole], batch_size=batch_size, shuffle=False)
-    if whole < len(texts):
-        rest = model.make_dataset(texts[whole:], batch_size=batch_size, shuffle=False)
-        dataset = dataset.concatenate(rest)
-    model.compile(
-        optimizer=keras.optimizers.Adam(),
-        loss=MaskedSparseCategoricalCrossentropy(),
-        metrics=[Perplexity()],
-    )
-    scores = model.evaluate(dataset, verbose=0, return_dict=True)
-    return float(scores["loss"]), float(scores["perplexity"])
-
-
-def _continuation_pairs(texts, options):
-    """(prompt, expected continuation) of each text the options can split."""
-    until = options.get("prompt_until")
-    prompt_length = options.get("prompt_length")
-    length = options.get("continuation_length")
-    pairs = []
-    for text in texts:
-        if until is not None:
-            cut = text.find(until)
-            if cut < 0:
-                continue
-            cut += len(until)
-        else:
-            cut = prompt_length
-        prompt, rest = text[:cut], text[cut:]
-        if not prompt or not rest or (length is not None and len(rest) < length):
-            continue
-        pairs.append((prompt, rest if length is None else rest[:length]))
-    return pairs
-
-
-def evaluate_generator(model, data, options):
-    count = _limit(options, len(data.texts))
-    texts = data.texts[:count]
-    batch_size = options.get("batch_size") or 64
-    loss, perplexity = _token_scores(model, texts, batch_size)
-    metrics = {"perplexity": perplexity, "loss": loss, "examples": count}
-    sequence_length = model.backbone.sequence_length
-    length = options.get("continuation_length")
-    pairs = []
-    if options.get("prompt_length") or options.get("prompt_until"):
-        pairs = _continuation_pairs(texts, options)
-        if not pairs:
-            raise ValueError(
-                "no test text can be split into a prompt and a continuation with "
-                "evaluation.prompt_length / prompt_until"
-            )
-        needed = length or max(len(rest.encode("utf-8")) for _, rest in pairs) + 1
-        max_new_tokens = min(options.get("max_new_tokens") or needed, sequence_length - 1)
-        outputs = in_batches(
-            lambda chunk: model.generate(
-                chunk,
-                max_new_tokens=max_new_tokens,
-                stop_token_ids=None if length else "eos",
-            ),
-            [prompt for prompt, _ in pairs],
-            batch_size,
-        )
-        if length:
-            outputs = [output[:length] for output in outputs]
-        metrics["continuation_accuracy"] = float(
-            np.mean([o == rest for o, (_, rest) in zip(outputs, pairs)])
-        )
-        metrics["continuation_examples"] = len(pairs)
-        samples = [f"{p!r} -> {o!r} (expected {r!r})" for o, (p, r) in zip(outputs, pairs)]
-    else:
-        prompts = [text[: max(1, len(text) // 2)] for text in texts[: options.get("samples", 3)]]
-        max_new_tokens = min(options.get("max_new_tokens") or 32, sequence_length - 1)
-        outputs = model.generate(prompts, max_new_tokens=max_new_tokens) if prompts else []
-        samples = [f"{p!r} -> {o!r}" for p, o in zip(prompts, outputs)]
-    return metrics, samples
-
-
-_EVALUATORS = {
-    "translator": evaluate_translator,
-    "classifier": evaluate_classifier,
-    "generator": evaluate_generator,
-}
-
-
-def evaluate_task(model, task, data, options):
-    """Scores `model` on `data`; returns the metrics dict (with `samples`)."""
-    metrics, samples = _EVALUATORS[task](model, data, options)
+def evaluate_task(model, data, options):
+    """Scores `model` on `data` with its own `evaluate_data`; returns the
+    metrics dict, with a few `samples`."""
+    metrics, samples = model.evaluate_data(data, options)
     metrics["samples"] = samples[: options.get("samples", 3)]
     return metrics
 
@@ -216,16 +59,16 @@ def find_preset_dir(path):
 
 
 def preset_task(preset_dir):
-    """`"translator"`, `"classifier"` or `"generator"`: what a preset directory holds."""
+    """The `task_name` (`"translator"`, ...) of what a preset directory holds."""
     with open(os.path.join(preset_dir, "config.json"), encoding="utf-8") as handle:
         saved = json.load(handle).get("task", "")
-    name = saved.split(">")[-1].lower()
-    if name not in TASKS:
-        raise ValueError(
-            f"{preset_dir!r} holds a {saved!r} model; keras-attn evaluates translator, "
-            "classifier and generator models"
-        )
-    return name
+    for name, cls in Task.registered_tasks().items():
+        if keras.saving.get_registered_name(cls) == saved:
+            return name
+    raise ValueError(
+        f"{preset_dir!r} holds a {saved!r} model; keras-attn evaluates "
+        f"{', '.join(sorted(Task.registered_tasks()))} models"
+    )
 
 
 def load_model(path, task=None):
@@ -234,7 +77,7 @@ def load_model(path, task=None):
     saved_task = preset_task(preset_dir)
     if task is not None and task != saved_task:
         raise ValueError(f"{path!r} holds a {saved_task}, not a {task}")
-    return model_class(saved_task).from_preset(preset_dir), saved_task
+    return Task.for_name(saved_task).from_preset(preset_dir), saved_task
 
 
 def recorded_run(path):
@@ -269,7 +112,8 @@ def evaluate_model(model_dir_or_preset, data=None, task=None, evaluation=None, l
         data: a `keras_attn.data.load_dataset` spec dict, or a built-in
             dataset name (its `test` split). Default, for a training output
             directory: the test data of the recipe it ran.
-        task: `"translator"`, `"classifier"` or `"generator"`, checked
+        task: a `task_name` (`"translator"`, `"classifier"`,
+            `"generator"`, `"masked_lm"`), checked
             against the saved model (default: whatever it is).
         evaluation: options as in a recipe's `evaluation:` section. For a
             training output directory they replace the recipe's own options
@@ -281,8 +125,6 @@ def evaluate_model(model_dir_or_preset, data=None, task=None, evaluation=None, l
         `{metric: value, ..., "examples": n, "samples": [...]}`; see
         `keras_attn.recipes.evaluation` for the metrics of each task.
     """
-    from keras_attn.recipes.train import load_split
-
     log = log or (lambda *_: None)
     model, task = load_model(model_dir_or_preset, task)
     run = recorded_run(model_dir_or_preset)
@@ -316,7 +158,7 @@ def evaluate_model(model_dir_or_preset, data=None, task=None, evaluation=None, l
         if spec["source"] == "builtin":
             spec.setdefault("split", "test")
         examples = load_split({"task": task, "data": {"test": spec}}, "test", log)
-    return evaluate_task(model, task, examples, options)
+    return evaluate_task(model, examples, options)
 
 
 def describe(metrics):

@@ -24,19 +24,17 @@ expected: {metric: bleu, value: 27.3, source: "paper, table 2"}
 """
 
 import copy
+import inspect
 import numbers
 import os
 import re
 
 import yaml
 
-TASKS = ("translator", "classifier", "generator")
-# The `keras_attn.data.load_dataset` task of each recipe task.
-DATA_TASKS = {
-    "translator": "translation",
-    "classifier": "classification",
-    "generator": "generation",
-}
+from keras_attn.models import Task
+
+# Every ready-made model a recipe can train: each task class says its name.
+TASKS = tuple(sorted(Task.registered_tasks()))
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 REQUIREMENTS = ("download", "accelerator")
 _REQUIRED = object()
@@ -268,7 +266,7 @@ def data_spec(value, path):
 def _check_data_specs(recipe):
     from keras_attn.data import allowed_keys
 
-    task = DATA_TASKS[recipe["task"]]
+    task = Task.for_name(recipe["task"]).data_task
     for role, spec in recipe["data"].items():
         if "from_train" in spec:
             continue
@@ -390,22 +388,19 @@ RECIPE_SCHEMA = {
     ),
 }
 
-_TASK_ONLY = {
-    "evaluation.beam_width": "translator",
-    "evaluation.length_penalty": "translator",
-    "evaluation.bleu": "translator",
-    "evaluation.bleu_tokenize": "translator",
-    "evaluation.prompt_length": "generator",
-    "evaluation.prompt_until": "generator",
-    "evaluation.continuation_length": "generator",
-    "evaluation.max_new_tokens": "generator",
-}
+def _task_only_options():
+    """`{"evaluation.KEY": task_name}` of every option only one task takes."""
+    return {
+        f"evaluation.{key}": name
+        for name, cls in Task.registered_tasks().items()
+        for key in cls.evaluation_options
+    }
 
 
 def _cross_checks(recipe):
     """Checks that involve more than one key."""
     task = recipe["task"]
-    for dotted, owner in _TASK_ONLY.items():
+    for dotted, owner in _task_only_options().items():
         section_name, key = dotted.split(".")
         if key in recipe.get(section_name, {}) and task != owner:
             raise _Invalid(dotted, f"applies to {owner} recipes only (this one is a {task})")
@@ -468,22 +463,9 @@ def _check_model_section(recipe):
             )
 
 
-def model_class(task):
-    """The `keras_attn.models` class of a recipe task."""
-    from keras_attn import models
-
-    return {
-        "translator": models.Translator,
-        "classifier": models.Classifier,
-        "generator": models.Generator,
-    }[task]
-
-
 def model_arguments(task):
     """Names a recipe's `model` section may set: backbone and task arguments."""
-    import inspect
-
-    cls = model_class(task)
+    cls = Task.for_name(task)
     task_args = set(inspect.signature(cls.__init__).parameters)
     task_args -= {"self", "kwargs", "backbone", *cls.tokenizer_names}
     return cls.backbone_arguments() | task_args
@@ -512,7 +494,7 @@ def _resolve_paths(recipe, base_dir):
 
 def _check_preset(recipe):
     preset = recipe["preset"]
-    names = model_class(recipe["task"]).preset_names()
+    names = Task.for_name(recipe["task"]).preset_names()
     if preset not in names and not os.path.isdir(preset):
         raise _Invalid(
             "preset",

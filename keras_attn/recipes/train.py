@@ -15,7 +15,6 @@ ones only once the run has finished, so a failed run leaves them intact.
 """
 
 import copy
-import dataclasses
 import importlib.util
 import json
 import math
@@ -26,109 +25,14 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
+from keras_attn.models import Task
 from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
-from keras_attn.recipes.schema import (
-    DATA_TASKS,
-    load_recipe,
-    model_class,
-    validate_recipe,
-    with_defaults,
-)
+from keras_attn.recipes.recipe_data import load_recipe_data
+from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
 
 IN_PROGRESS_DIR = "in_progress"
 RECIPE_FILE = "recipe.json"
 TOKENIZER_DIR = "tokenizer"
-ROLES = ("train", "validation", "test")
-
-
-# -------------------------------------------------------------------- data
-
-
-def _subset(data, indices):
-    """The same kind of examples, keeping only `indices`."""
-    values = {}
-    for field in dataclasses.fields(data):
-        value = getattr(data, field.name)
-        if field.name in ("sources", "targets", "texts", "labels"):
-            value = [value[i] for i in indices]
-        values[field.name] = value
-    return type(data)(**values)
-
-
-def _load_spec(spec, role, task, log):
-    from keras_attn.data import load_dataset
-
-    spec = dict(spec)
-    if spec.get("source") == "builtin":
-        spec.setdefault("split", role)
-    try:
-        data = load_dataset(spec, task)
-    except ValueError as error:
-        raise ValueError(f"data.{role}: {error}") from None
-    except OSError as error:
-        raise OSError(f"data.{role}: {error}") from None
-    if len(data) == 0:
-        raise ValueError(f"data.{role}: no examples ({spec})")
-    where = spec.get("name") or spec.get("path")
-    skipped = f", {data.skipped} malformed rows skipped" if data.skipped else ""
-    log(f"data.{role}: {len(data)} examples from {spec['source']} {where}{skipped}")
-    return data
-
-
-def _align_labels(data, names, role):
-    """Classification labels re-numbered to the training data's `names`."""
-    if data.label_names == names:
-        return data
-    unknown = sorted(set(data.label_names) - set(names))
-    if unknown:
-        raise ValueError(f"data.{role}: labels {unknown} do not occur in the training data")
-    labels = [names.index(data.label_names[label]) for label in data.labels]
-    return dataclasses.replace(data, labels=labels, label_names=list(names))
-
-
-def load_recipe_data(recipe, log=print, roles=ROLES):
-    """The recipe's examples: `{"train": ..., "validation": ..., "test": ...}`.
-
-    Splits written `{from_train: share}` are held out of the training
-    examples (a random share, fixed by `training.seed`); built-in specs
-    without a `split` take their role's split. Classification labels of
-    every split are numbered as in the training data.
-    """
-    task = DATA_TASKS[recipe["task"]]
-    specs = recipe["data"]
-    held = [r for r in ("test", "validation") if r in specs and "from_train" in specs[r]]
-    wanted = [r for r in ROLES if r in specs and r in roles]
-    result = {}
-    if "train" in roles or any(r in held for r in wanted):
-        train = _load_spec(specs["train"], "train", task, log)
-        if held:
-            seed = recipe.get("training", {}).get("seed", 0)
-            order = np.random.default_rng(seed).permutation(len(train))
-            start = 0
-            for role in held:
-                count = max(1, round(specs[role]["from_train"] * len(train)))
-                result[role] = _subset(train, sorted(order[start : start + count].tolist()))
-                start += count
-                log(f"data.{role}: {count} examples held out of data.train")
-            if start >= len(train):
-                raise ValueError("data: the from_train hold-outs leave no training examples")
-            train = _subset(train, sorted(order[start:].tolist()))
-        result["train"] = train
-    for role in wanted:
-        if role not in result:
-            result[role] = _load_spec(specs[role], role, task, log)
-    if task == "classification" and "train" in result:
-        names = result["train"].label_names
-        for role in result:
-            result[role] = _align_labels(result[role], names, role)
-    return {role: result[role] for role in ROLES if role in result and role in roles}
-
-
-def load_split(recipe, role, log=print):
-    """One split of a recipe's data (loads the training data only for a hold-out)."""
-    return load_recipe_data(recipe, log, roles=(role,))[role]
 
 
 def _training_texts(data):
@@ -170,47 +74,25 @@ def _build_tokenizer(recipe, train, work, log):
     return tokenizer
 
 
-def _vocabulary_keys(task):
-    if task == "translator":
-        return ("source_vocabulary_size", "target_vocabulary_size")
-    return ("vocabulary_size",)
-
-
 def _build_model(recipe, train, work, log):
-    task, preset = recipe["task"], recipe["preset"]
-    cls = model_class(task)
+    preset = recipe["preset"]
+    cls = Task.for_name(recipe["task"])
     if os.path.isdir(preset):
         model = cls.from_preset(preset)
         log(f"model: {cls.__name__} from {preset} (its own tokenizer)")
-        if task == "classifier" and model.num_classes != len(train.label_names):
-            raise ValueError(
-                f"preset: {preset!r} has {model.num_classes} classes; the data has "
-                f"{len(train.label_names)} ({train.label_names})"
-            )
+        try:
+            model.check_fits_data(train)
+        except ValueError as error:
+            raise ValueError(f"preset: {preset!r}: {error}") from None
         return model
     tokenizer = _build_tokenizer(recipe, train, work, log)
-    overrides = dict(recipe["model"])
-    for key in _vocabulary_keys(task):
-        overrides.setdefault(key, tokenizer.vocabulary_size)
-    if task == "classifier":
-        overrides.setdefault("num_classes", len(train.label_names))
-        overrides.setdefault("label_names", list(train.label_names))
+    overrides = {**cls.arguments_for_data(train), **recipe["model"]}
     try:
         model = cls.from_preset(preset, tokenizer=tokenizer, **overrides)
     except (TypeError, ValueError) as error:
         raise ValueError(f"model: {error}") from None
     log(f"model: {cls.__name__} {preset!r}, {model.count_params():,} parameters")
     return model
-
-
-def _make_dataset(model, task, data, batch_size, seed, shuffle=True):
-    if task == "translator":
-        return model.make_dataset(data.sources, data.targets, batch_size=batch_size,
-                                  shuffle=shuffle, seed=seed)
-    if task == "classifier":
-        return model.make_dataset(data.texts, data.labels, batch_size=batch_size,
-                                  shuffle=shuffle, seed=seed)
-    return model.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
 def _learning_rate(training, model, steps):
@@ -237,14 +119,9 @@ def _learning_rate(training, model, steps):
     return peak
 
 
-def _compile(model, task, training, steps):
+def _compile(model, training, steps):
+    """The task's own loss and metrics, with the recipe's optimizer."""
     import keras
-
-    from keras_attn.training import (
-        MaskedAccuracy,
-        MaskedSparseCategoricalCrossentropy,
-        Perplexity,
-    )
 
     settings = training["optimizer"]
     arguments = dict(
@@ -259,14 +136,7 @@ def _compile(model, task, training, steps):
                                            **arguments)
     else:
         optimizer = keras.optimizers.Adam(**arguments)
-    smoothing = training["label_smoothing"]
-    if task == "classifier":
-        loss = MaskedSparseCategoricalCrossentropy(label_smoothing=smoothing, ignore_index=None)
-        metrics = ["accuracy"]
-    else:
-        loss = MaskedSparseCategoricalCrossentropy(label_smoothing=smoothing)
-        metrics = [MaskedAccuracy()] + ([Perplexity()] if task == "generator" else [])
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+    model.compile(optimizer=optimizer, label_smoothing=training["label_smoothing"],
                   jit_compile=training["jit_compile"])
 
 
@@ -278,7 +148,7 @@ def machine_info():
     import keras
     import tensorflow as tf
 
-    from keras_attn import __version__
+    from keras_attn.version import __version__
 
     accelerators = []
     for device in tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU"):
@@ -445,7 +315,7 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
         train = data["train"]
         trained_dir = os.path.join(work, PRESET_DIR)
         if os.path.isfile(os.path.join(trained_dir, "config.json")):
-            model = model_class(task).from_preset(trained_dir)
+            model = Task.for_name(task).from_preset(trained_dir)
             log(f"model: trained by the unfinished run ({trained_dir}); skipping training")
             summary = _read_summary(work)
         else:
@@ -462,7 +332,7 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
         }
         if "test" in data:
             evaluation_started = time.perf_counter()
-            record["metrics"] = evaluate_task(model, task, data["test"], plan["evaluation"])
+            record["metrics"] = evaluate_task(model, data["test"], plan["evaluation"])
             record["evaluation_seconds"] = round(time.perf_counter() - evaluation_started, 1)
             log(f"test: {describe(record['metrics'])} ({record['metrics']['examples']} "
                 f"examples, {record['evaluation_seconds']:.0f}s)")
@@ -494,17 +364,18 @@ def _read_summary(work):
 def _fit(model, plan, data, work, log, verbose, extra_callbacks):
     from keras_attn.training import training_callbacks
 
-    training, task = plan["training"], plan["task"]
+    training = plan["training"]
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
-    dataset = _make_dataset(model, task, train, batch_size, seed)
+    dataset = model.dataset_from_data(train, batch_size=batch_size, seed=seed)
     truncation = getattr(model, "last_truncation", None)
     validation = None
     if "validation" in data:
-        validation = _make_dataset(model, task, data["validation"], batch_size, seed,
-                                   shuffle=False)
+        validation = model.dataset_from_data(
+            data["validation"], batch_size=batch_size, shuffle=False, seed=seed
+        )
     steps = max(1, len(train) // batch_size)
-    _compile(model, task, training, steps * training["epochs"])
+    _compile(model, training, steps * training["epochs"])
     tensorboard = training["tensorboard"]
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         log("note: tensorboard is not installed, so no tensorboard/ logs (pip install "

@@ -1,11 +1,11 @@
-"""Graph pieces between strings and id buffers that the exported endpoints
-share: prompt layout, windows of generated tokens, cutting at stop tokens.
+"""Graph pieces between strings and id buffers that the preprocessors share:
+prompt layout, windows of generated tokens, cutting at stop tokens.
 
 Every function here runs inside a `tf.function` on symbolic tensors (no
 Python-side checks on values), so it can be saved into a SavedModel.
 """
 
-# An export is a TensorFlow SavedModel: these pieces are TensorFlow graphs.
+# These run inside tf.data and exported SavedModels: TensorFlow graphs.
 import tensorflow as tf
 
 

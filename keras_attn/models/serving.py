@@ -1,0 +1,55 @@
+"""The pieces a task's serving endpoints are made of: the `Endpoint` record,
+signature names and input specs, and XLA compilation of the numeric core.
+
+Each task builds its own endpoints (`Task.serving_endpoints`) from these;
+`keras_attn.export.export` writes them into a SavedModel.
+"""
+
+import dataclasses
+
+# An export is a TensorFlow SavedModel: endpoints are TensorFlow graphs.
+import tensorflow as tf
+
+SERVING_DEFAULT = "serving_default"
+GENERATE = "generate"
+TRANSLATE = "translate"
+CLASSIFY_PAIRS = "classify_pairs"
+FILL_MASK = "fill_mask"
+LOGITS = "logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One exported function.
+
+    Attributes:
+        name: the signature key and the attribute of the loaded object.
+        function: the Python function, traced with `input_signature`.
+        input_signature: one `tf.TensorSpec` (or dict of them) per argument.
+    """
+
+    name: str
+    function: object
+    input_signature: list
+
+
+def texts_spec(name="inputs"):
+    """A batch of strings, `[None]`."""
+    return tf.TensorSpec([None], tf.string, name=name)
+
+
+def scalar_spec(dtype, name):
+    """One option value."""
+    return tf.TensorSpec([], dtype, name=name)
+
+
+def ids_spec(length, name, dtype=tf.int32):
+    """A batch of `length` ids (or flags), `[None, length]`."""
+    return tf.TensorSpec([None, length], dtype, name=name)
+
+
+def compiled_core(function, jit_compile):
+    """`function` as a nested XLA-compiled `tf.function`, or inline."""
+    if not jit_compile:
+        return function
+    return tf.function(function, jit_compile=True, autograph=False)

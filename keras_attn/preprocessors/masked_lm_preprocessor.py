@@ -1,0 +1,126 @@
+"""Strings -> masked-language-model examples and fill-mask inputs."""
+
+import keras
+
+# Preprocessing is TensorFlow string and ragged ops (see preprocessor.py).
+import tensorflow as tf
+
+from keras_attn.preprocessors.classifier_preprocessor import ClassifierPreprocessor
+from keras_attn.tokenizers import MASK_TOKEN, pack
+from keras_attn.utils.arguments import check_rate
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class MaskedLMPreprocessor(ClassifierPreprocessor):
+    """Text for masked-language-model pretraining (Devlin et al. 2019).
+
+    Texts are packed as `[CLS] text [SEP]` (see `ClassifierPreprocessor`).
+    A share `mask_rate` of the real, non-special tokens is selected at
+    random; 80% of those become `[MASK]`, 10% a random token, 10% stay, and
+    the labels hold the original ids there (0, ignored by the loss,
+    elsewhere). The draws are stateless: the same `seed` gives the same
+    masking, in `tf.data` and eagerly alike.
+
+    `fill_mask_inputs(texts)` reads the literal `[MASK]` in each text as a
+    mask token (whatever the tokenizer), for `MaskedLanguageModel.fill_mask`
+    and the exported `fill_mask` signature.
+
+    Args:
+        tokenizer: a `keras_attn.tokenizers` tokenizer.
+        sequence_length: the encoder's `sequence_length`.
+        mask_rate: share of real tokens to predict.
+
+    Call arguments:
+        texts: 1-D strings.
+        seed: int `(2,)` seed of the masking.
+
+    Returns:
+        `(inputs, labels)`: the `ClassifierPreprocessor` dict with masked
+        `token_ids`, and int32 labels `(batch, sequence_length)`.
+
+    Example:
+    >>> from keras_attn.tokenizers import ByteTokenizer
+    >>> preprocessor = MaskedLMPreprocessor(ByteTokenizer(), 8, mask_rate=0.5)
+    >>> inputs, labels = preprocessor(["abcdef"], seed=[1, 2])
+    >>> inputs["token_ids"].numpy().tolist()  # [CLS] a b c d e f [SEP], masked
+    [[5, 6, 105, 6, 6, 108, 6, 4]]
+    >>> labels.numpy().tolist()  # the original ids where a token was selected
+    [[0, 104, 0, 106, 107, 0, 109, 0]]
+    >>> preprocessor.fill_mask_inputs(["a[MASK]c"])["token_ids"].numpy().tolist()
+    [[5, 104, 6, 106, 4, 0, 0, 0]]
+    """
+
+    config_keys = ("sequence_length", "mask_rate")
+
+    def __init__(self, tokenizer, sequence_length, mask_rate=0.15, **kwargs):
+        super().__init__(tokenizer, sequence_length, **kwargs)
+        self.mask_rate = check_rate("mask_rate", mask_rate)
+
+    def _masked_examples(self, texts, seed):
+        inputs = self._inputs(texts)
+        token_ids = inputs["token_ids"]
+        tokenizer = self.tokenizer
+        seed = tf.cast(seed, tf.int64)
+        shape = tf.shape(token_ids)
+        special = tf.reduce_any(
+            tf.equal(token_ids[..., None], tf.constant(tokenizer.special_ids, tf.int32)), axis=-1
+        )
+        selected = (tf.random.stateless_uniform(shape, seed) < self.mask_rate) & ~special
+        action = tf.random.stateless_uniform(shape, seed + [0, 1])
+        random_tokens = tf.random.stateless_uniform(
+            shape,
+            seed + [0, 2],
+            minval=len(tokenizer.special_ids),
+            maxval=tokenizer.vocabulary_size,
+            dtype=tf.int32,
+        )
+        labels = tf.where(selected, token_ids, 0)
+        masked = tf.where(selected & (action < 0.8), tokenizer.mask_id, token_ids)
+        masked = tf.where(selected & (action >= 0.8) & (action < 0.9), random_tokens, masked)
+        return dict(inputs, token_ids=masked), labels
+
+    def call(self, texts, seed=(0, 0)):
+        return self._graph("masked", self._masked_examples, texts, tf.cast(seed, tf.int64))
+
+    def _fill_mask_inputs(self, texts):
+        tokenizer = self.tokenizer
+        # Tokenize the text between literal [MASK]s, then put mask ids back
+        # between the pieces.
+        pieces = tf.strings.split(texts, sep=MASK_TOKEN)  # (batch, pieces)
+        piece_ids = tokenizer.tokenize(pieces.flat_values)  # (all pieces, None)
+        is_last = tf.equal(
+            tf.range(tf.size(pieces.flat_values, out_type=tf.int64)) + 1,
+            tf.gather(pieces.row_limits(), pieces.value_rowids()),
+        )
+        mask_column = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(1 - tf.cast(is_last, tf.int64))], tokenizer.mask_id),
+            1 - tf.cast(is_last, tf.int64),
+        )
+        piece_ids = tf.concat(
+            [piece_ids, tf.cast(mask_column.with_row_splits_dtype(piece_ids.row_splits.dtype),
+                                piece_ids.dtype)],
+            axis=1,
+        )
+        ids = tf.RaggedTensor.from_row_splits(piece_ids, pieces.row_splits).merge_dims(1, 2)
+        token_ids, padding_mask, _ = pack(
+            ids,
+            self.sequence_length,
+            add_bos=True,
+            add_eos=True,
+            bos_id=tokenizer.cls_id,
+            eos_id=tokenizer.sep_id,
+            pad_id=tokenizer.pad_id,
+        )
+        return {
+            "token_ids": token_ids,
+            "segment_ids": tf.zeros_like(token_ids),
+            "padding_mask": padding_mask,
+        }
+
+    def fill_mask_inputs(self, texts):
+        """Encoder inputs of texts whose literal `[MASK]`s become mask ids."""
+        return self._graph("fill_mask", self._fill_mask_inputs, texts)
+
+    def detokenize(self, ids):
+        """`tf.string` `(batch,)` of ragged or dense ids."""
+        return self.tokenizer.detokenize(ids)
