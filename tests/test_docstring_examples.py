@@ -48,10 +48,12 @@ EXAMPLE_GLOBALS = {"keras": keras, "keras_attn": keras_attn, "np": np, "ops": op
 
 
 def _module_names():
-    names = [keras_attn.__name__]
-    for info in pkgutil.walk_packages(keras_attn.__path__, prefix=keras_attn.__name__ + "."):
-        names.append(info.name)
-    return sorted(names)
+    # A package that fails to import is still listed (its own test then fails
+    # with the error) instead of breaking the collection of this whole file.
+    modules = pkgutil.walk_packages(
+        keras_attn.__path__, prefix=keras_attn.__name__ + ".", onerror=lambda name: None
+    )
+    return sorted([keras_attn.__name__] + [info.name for info in modules])
 
 
 MODULE_NAMES = _module_names()
@@ -108,12 +110,14 @@ def test_docstring_examples(module_name, tmp_path, monkeypatch):
 
 
 def test_examples_are_found():
-    total = sum(
+    # Counted outside PENDING, whose failures do not fail the suite.
+    checked = sum(
         len(test.examples)
         for name in MODULE_NAMES
+        if not _is_pending(name)
         for test in _doctests(importlib.import_module(name))
     )
-    assert total > 0
+    assert checked > 0, "no docstring example found outside PENDING"
 
 
 def test_pending_entries_name_modules():
