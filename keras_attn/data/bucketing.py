@@ -15,14 +15,15 @@ so a different few are left out each time. At most
 
 Example:
 
-```python
-ids, mask, _ = pack_ids(rows, 128, tokenizer)        # padded to 128 on axis 1
-dataset = bucketed_batches(
-    {"token_ids": ids, "padding_mask": mask}, lengths=mask.sum(1),
-    boundaries=[16, 32, 64, 128], batch_size=32,
-)
-# batches of shape (32, 16), (32, 32), (32, 64) or (32, 128)
-```
+>>> lengths = np.array([3, 5, 12, 14, 9, 30, 31, 2])
+>>> mask = np.arange(32) < lengths[:, None]  # 8 examples padded to 32
+>>> token_ids = np.where(mask, 7, 0).astype("int32")
+>>> dataset = bucketed_batches(
+...     {"token_ids": token_ids, "padding_mask": mask}, lengths=mask.sum(1),
+...     boundaries=[8, 16, 32], batch_size=2,
+... )
+>>> sorted(tuple(batch["token_ids"].shape) for batch in dataset)  # one left out of 2 buckets
+[(2, 8), (2, 16), (2, 32)]
 """
 
 import numbers
@@ -60,7 +61,9 @@ def length_buckets(lengths, boundaries):
     Returns:
         int64 `(num_examples,)` bucket indices in `[0, len(boundaries))`.
 
-    Example: `length_buckets([3, 8, 9, 16], [8, 16])` -> `[0, 0, 1, 1]`.
+    Example:
+    >>> length_buckets([3, 8, 9, 16], [8, 16]).tolist()
+    [0, 0, 1, 1]
     """
     boundaries = _check_boundaries(boundaries)
     lengths = np.asarray(lengths)

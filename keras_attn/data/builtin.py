@@ -10,13 +10,13 @@ partition: tasks with few distinct examples (`number_words` has 1,000,
 
 Example:
 
-```python
-from keras_attn.data import BUILTIN_DATASETS, load_builtin
-
-train = load_builtin("dates", "train", num_examples=5000)
-test = load_builtin("dates", "test")          # BUILTIN_DATASETS["dates"].sizes["test"]
-train.sources[0], train.targets[0]            # ('march the third, ...', '1999-03-03')
-```
+>>> from keras_attn.data import BUILTIN_DATASETS, load_builtin
+>>> train = load_builtin("dates", "train", num_examples=5000)
+>>> test = load_builtin("dates", "test")
+>>> len(train), len(test) == BUILTIN_DATASETS["dates"].sizes["test"]
+(5000, True)
+>>> train.sources[0], train.targets[0]
+('october two, twenty forty two', '2042-10-02')
 """
 
 import dataclasses

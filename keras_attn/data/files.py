@@ -17,13 +17,25 @@ instead: the result's `skipped` counts them and its `report` (a
 
 Example:
 
-```python
-data = read_translation_pairs("pairs.tsv")          # "source<TAB>target" per line
-data = read_classification("reviews.csv", header=True, label_column="sentiment",
-                           text_column="review", skip_malformed=True)
-print(data.report)   # reviews.csv: 5000 rows read, 2 skipped: ...
-data = read_text("book.txt", unit="paragraph")
-```
+>>> with open("pairs.tsv", "w", encoding="utf-8") as f:
+...     _ = f.write("twenty one\\t21\\nseven\\t7\\n")  # "source<TAB>target" per line
+>>> data = read_translation_pairs("pairs.tsv")
+>>> data.sources, data.targets
+(['twenty one', 'seven'], ['21', '7'])
+>>> with open("reviews.csv", "w", encoding="utf-8") as f:
+...     _ = f.write('review,sentiment\\nloved it,positive\\n"dull, too long",negative\\n'
+...                 'bad,meh,negative\\n')
+>>> data = read_classification("reviews.csv", header=True, label_column="sentiment",
+...                            text_column="review", skip_malformed=True)
+>>> data.texts, data.labels, data.label_names
+(['loved it', 'dull, too long'], [1, 0], ['negative', 'positive'])
+>>> print(data.report)
+reviews.csv: 3 rows read, 1 skipped:
+  reviews.csv, line 4: expected 2 fields separated by comma, found 3
+>>> with open("book.txt", "w", encoding="utf-8") as f:
+...     _ = f.write("Call me Ishmael.\\nSome years ago.\\n\\nIt was a dark night.\\n")
+>>> read_text("book.txt", unit="paragraph").texts
+['Call me Ishmael.\\nSome years ago.', 'It was a dark night.']
 """
 
 import codecs

@@ -95,10 +95,17 @@ def load_dataset(spec, task=None, base_dir=None):
         `TranslationData`, `ClassificationData` or `TextData`.
 
     Example:
-    >>> load_dataset({"source": "builtin", "name": "dates", "split": "test",
-    ...               "num_examples": 100})
-    >>> load_dataset({"source": "files", "task": "classification",
-    ...               "path": "reviews.csv", "header": True}, base_dir="recipes/")
+    >>> data = load_dataset({"source": "builtin", "name": "dates", "split": "test",
+    ...                      "num_examples": 100})
+    >>> len(data), data.sources[0], data.targets[0]
+    (100, 'december one, two thousand eighty', '2080-12-01')
+    >>> os.makedirs("recipes", exist_ok=True)
+    >>> with open("recipes/reviews.csv", "w", encoding="utf-8") as f:
+    ...     _ = f.write('label,text\\npositive,a fine film\\nnegative,"dull, too long"\\n')
+    >>> data = load_dataset({"source": "files", "task": "classification",
+    ...                      "path": "reviews.csv", "header": True}, base_dir="recipes/")
+    >>> data.texts, data.labels, data.label_names
+    (['a fine film', 'dull, too long'], [1, 0], ['negative', 'positive'])
     """
     if not isinstance(spec, collections.abc.Mapping):
         raise ValueError(f"`spec` must be a dict. Received: spec={spec!r}")

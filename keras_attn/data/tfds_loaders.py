@@ -162,7 +162,9 @@ def chunk_lines(text, chunk_characters):
     chunks holding only whitespace are left out, so every non-space
     character of `text` lands in exactly one chunk, in order.
 
-    Example: `chunk_lines("ab\\ncd\\nef", 5)` -> `["ab\\ncd", "ef"]`.
+    Example:
+    >>> chunk_lines("ab\\ncd\\nef", 5)
+    ['ab\\ncd', 'ef']
     """
     chunk_characters = check_positive_int("chunk_characters", chunk_characters)
     chunks = []

@@ -88,10 +88,14 @@ def beam_search(
         hypotheses first, then alive beams, each best first.
 
     Example:
-    >>> table = keras.random.normal((8, 8), seed=0)  # a bigram "model"
+    >>> table = 4.0 * np.eye(8, k=1, dtype="float32")  # a bigram "model": t -> t + 1
     >>> next_fn = lambda ids, cache, index: (ops.take(table, ids[:, 0], axis=0), cache)
-    >>> ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])
-    >>> best, score = beam_search(next_fn, ids, ids > 0, None, num_beams=3, eos_id=0)
+    >>> ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])  # prompts [1, 2] and [3]
+    >>> best, score = beam_search(next_fn, ids, ids > 0, None, num_beams=3, eos_id=5)
+    >>> ops.convert_to_numpy(best).tolist()  # padded with 0 after [EOS] = 5
+    [[1, 2, 3, 4, 5], [3, 4, 5, 0, 0]]
+    >>> np.round(ops.convert_to_numpy(score).astype("float64"), 4).tolist()
+    [-0.3619, -0.2413]
     """
     num_beams = check_positive_int("num_beams", num_beams)
     if eos_id is not None:

@@ -102,10 +102,18 @@ def sample(
         (temperature <= 0 greedy, top_k <= 0 no limit, top_p keeps >= 1 token).
 
     Example:
-    >>> table = keras.random.normal((8, 8), seed=0)  # a bigram "model"
+    >>> table = 4.0 * np.eye(8, k=1, dtype="float32")  # a bigram "model": t -> t + 1
     >>> next_fn = lambda ids, cache, index: (ops.take(table, ids[:, 0], axis=0), cache)
-    >>> ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])
+    >>> ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0]])  # prompts [1, 2] and [3]
+    >>> out, generated = sample(next_fn, ids, ids > 0, None, temperature=0)  # greedy
+    >>> ops.convert_to_numpy(out).tolist()
+    [[1, 2, 3, 4, 5], [3, 4, 5, 6, 7]]
+    >>> out, generated = sample(next_fn, ids, ids > 0, None, temperature=0, stop_token_ids=[4])
+    >>> ops.convert_to_numpy(out).tolist()  # padded with 0 after the stop token
+    [[1, 2, 3, 4, 0], [3, 4, 0, 0, 0]]
     >>> out, generated = sample(next_fn, ids, ids > 0, None, temperature=0.8, top_k=3, seed=7)
+    >>> ops.convert_to_numpy(generated).tolist()
+    [[False, False, True, True, True], [False, True, True, True, True]]
     """
     temperature = _check_option("temperature", temperature, _non_negative, "a number >= 0")
     top_k = _check_option("top_k", top_k, _non_negative_int, "an integer >= 0")

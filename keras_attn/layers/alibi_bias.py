@@ -60,8 +60,14 @@ class ALiBiBias(keras.layers.Layer):
         Float tensor `(1, num_heads, T, S)` in the layer's compute dtype.
 
     Example:
-    >>> query = keras.random.normal((2, 5, 32))
-    >>> bias = ALiBiBias(num_heads=4)(query)  # (1, 4, 5, 5)
+    >>> alibi = ALiBiBias(num_heads=4)
+    >>> alibi.slopes.tolist()
+    [0.25, 0.0625, 0.015625, 0.00390625]
+    >>> bias = alibi(keras.random.normal((2, 5, 32)))
+    >>> tuple(bias.shape)
+    (1, 4, 5, 5)
+    >>> ops.convert_to_numpy(bias[0, :, 4, 0]).tolist()  # query 4 to key 0: -4 * slope
+    [-1.0, -0.25, -0.0625, -0.015625]
     """
 
     def __init__(self, num_heads, **kwargs):

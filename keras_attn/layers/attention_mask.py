@@ -27,7 +27,9 @@ def causal_mask(query_length, key_length, start_index=0):
         Boolean tensor of shape `(1, T, S)`.
 
     Example:
-    >>> causal_mask(1, 4, start_index=2)  # one decoding step at position 2
+    >>> ops.convert_to_numpy(causal_mask(3, 3)).tolist()
+    [[[True, False, False], [True, True, False], [True, True, True]]]
+    >>> ops.convert_to_numpy(causal_mask(1, 4, start_index=2)).tolist()  # a decoding step
     [[[True, True, True, False]]]
     """
     query_positions = ops.arange(query_length, dtype="int32") + ops.cast(start_index, "int32")

@@ -53,6 +53,8 @@ class LearnedPositionEmbedding(keras.layers.Layer):
     >>> embeddings = keras.random.normal((2, 5, 16))
     >>> position_layer = LearnedPositionEmbedding(sequence_length=128)
     >>> encoded = embeddings + position_layer(embeddings)
+    >>> tuple(encoded.shape), tuple(position_layer.weights[0].shape)
+    ((2, 5, 16), (128, 16))
     """
 
     def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):

@@ -42,6 +42,13 @@ class RotaryEmbedding(keras.layers.Layer):
     Example:
     >>> query = keras.random.normal((2, 5, 4, 8))  # (batch, time, heads, head_dim)
     >>> rotated = RotaryEmbedding()(query)
+    >>> tuple(rotated.shape)
+    (2, 5, 4, 8)
+    >>> bool(ops.all(rotated[:, 0] == query[:, 0]))  # position 0: angle 0
+    True
+    >>> norms = ops.norm(query, axis=-1), ops.norm(rotated, axis=-1)
+    >>> np.allclose(*norms, atol=1e-5)  # a rotation keeps lengths
+    True
     """
 
     def __init__(self, max_wavelength=10000, scaling_factor=1.0, **kwargs):

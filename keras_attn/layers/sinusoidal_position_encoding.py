@@ -42,7 +42,14 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     Example:
     >>> embeddings = keras.random.normal((2, 5, 16))
-    >>> encoded = embeddings + SinusoidalPositionEncoding()(embeddings)
+    >>> encoding = SinusoidalPositionEncoding()(embeddings)
+    >>> encoded = embeddings + encoding
+    >>> tuple(encoded.shape)
+    (2, 5, 16)
+    >>> ops.convert_to_numpy(encoding[0, 0, :4]).tolist()  # position 0: sin 0, cos 0
+    [0.0, 1.0, 0.0, 1.0]
+    >>> ops.convert_to_numpy(encoding[0, 1, :2]).round(4)  # position 1: sin 1, cos 1
+    array([0.8415, 0.5403], dtype=float32)
     """
 
     def __init__(self, max_wavelength=10000, **kwargs):

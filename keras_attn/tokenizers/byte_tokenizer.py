@@ -36,8 +36,11 @@ class ByteTokenizer(Tokenizer):
 
     Example:
     >>> tokenizer = ByteTokenizer()
-    >>> tokenizer.tokenize(["hé"])  # [[111, 202, 176]]: bytes 104, 195, 169 + 7
-    >>> tokenizer.detokenize([[111, 202, 176, 3, 50]])  # [b"h\\xc3\\xa9"], stops at [EOS]
+    >>> tokenizer.tokenize(["hé"]).to_list()  # UTF-8 bytes 104, 195, 169, each + 7
+    [[111, 202, 176]]
+    >>> texts = tokenizer.detokenize([[111, 202, 176, 3, 50]])  # stops at [EOS], id 3
+    >>> [text.decode("utf-8") for text in texts.numpy()]
+    ['hé']
     """
 
     @property

@@ -57,10 +57,15 @@ def pack(
         `(sequence_length,)` and a scalar.
 
     Example:
-    >>> pack([[10, 11], [10, 11, 12, 13, 14]], 5, add_bos=True, add_eos=True)
-    ([[2, 10, 11, 3, 0], [2, 10, 11, 12, 3]],
-     [[T, T, T, T, F], [T, T, T, T, T]],
-     [0, 2])
+    >>> token_ids, padding_mask, truncated = pack(
+    ...     [[10, 11], [10, 11, 12, 13, 14]], 5, add_bos=True, add_eos=True
+    ... )
+    >>> token_ids.numpy().tolist()  # [BOS] is 2, [EOS] 3, padding 0
+    [[2, 10, 11, 3, 0], [2, 10, 11, 12, 3]]
+    >>> padding_mask.numpy().tolist()
+    [[True, True, True, True, False], [True, True, True, True, True]]
+    >>> truncated.numpy().tolist()  # the second row lost 13 and 14
+    [0, 2]
     """
     sequence_length = check_positive_int("sequence_length", sequence_length)
     added = int(bool(add_bos)) + int(bool(add_eos))
@@ -111,8 +116,13 @@ def pack_pair(first_ids, second_ids, sequence_length, cls_id=CLS_ID, sep_id=SEP_
         (both segments together).
 
     Example:
-    >>> pack_pair([[10, 11, 12, 13]], [[20]], 7)
-    ([[5, 10, 11, 12, 4, 20, 4]], [[0, 0, 0, 0, 0, 1, 1]], [[T, T, T, T, T, T, T]], [1])
+    >>> token_ids, segment_ids, padding_mask, truncated = pack_pair(
+    ...     [[10, 11, 12, 13]], [[20]], 7
+    ... )
+    >>> token_ids.numpy().tolist()  # [CLS] is 5, [SEP] 4; 13 did not fit
+    [[5, 10, 11, 12, 4, 20, 4]]
+    >>> segment_ids.numpy().tolist(), truncated.numpy().tolist()
+    ([[0, 0, 0, 0, 0, 1, 1]], [1])
     """
     sequence_length = check_positive_int("sequence_length", sequence_length)
     if sequence_length <= PAIR_SPECIAL_COUNT:
@@ -180,8 +190,12 @@ class TruncationReport:
 
     Example:
     >>> report = TruncationReport.from_counts([0, 2, 0, 5])
-    >>> report.fraction_truncated  # 0.5
-    >>> str(report)  # '2 of 4 rows (50.0%) truncated, 7 tokens dropped (at most 5 in a row)'
+    >>> report.fraction_truncated
+    0.5
+    >>> print(report)
+    2 of 4 rows (50.0%) truncated, 7 tokens dropped (at most 5 in a row)
+    >>> (report + TruncationReport.from_counts([1])).rows_truncated
+    3
     """
 
     rows: int = 0

@@ -55,8 +55,11 @@ class WordPieceTokenizer(Tokenizer):
 
     Example:
     >>> tokenizer = WordPieceTokenizer.train(["the cat sat", "the dog sat"] * 10, 64)
-    >>> ids = tokenizer.tokenize(["The cat sat"])  # ragged int32 (1, None)
-    >>> tokenizer.detokenize(ids)  # [b"the cat sat"]
+    >>> ids = tokenizer.tokenize(["The cat sat", "the cow"])  # ragged int32 (2, None)
+    >>> [len(row) for row in ids.to_list()]
+    [3, 2]
+    >>> tokenizer.detokenize(ids).numpy().tolist()  # lowercased; "w" was never seen
+    [b'the cat sat', b'the [UNK]']
     """
 
     def __init__(

@@ -107,8 +107,13 @@ def training_callbacks(
         A list of callbacks for `model.fit(..., callbacks=...)`, backup first.
 
     Example:
-    >>> callbacks = training_callbacks("runs/copy_task", save_best_only=True)
-    >>> model.fit(x, y, epochs=20, callbacks=callbacks)  # rerun after a crash
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> x, y = np.ones((8, 4)), np.ones((8, 1))
+    >>> callbacks = training_callbacks("runs/demo", save_best_only=True)
+    >>> history = model.fit(x, y, epochs=2, callbacks=callbacks, verbose=0)  # rerun: resumes
+    >>> sorted(os.listdir("runs/demo"))  # `backup/` is gone once `fit` completes
+    ['checkpoint.weights.h5', 'training_log.csv']
     """
     if not isinstance(output_dir, (str, os.PathLike)):
         raise ValueError(f"`output_dir` must be a path. Received: output_dir={output_dir!r}")

@@ -59,6 +59,9 @@ def token_cross_entropy(y_true, y_pred, from_logits=True, label_smoothing=0.0, i
     >>> labels = keras.random.randint((2, 5), 0, 11)
     >>> tuple(token_cross_entropy(labels, logits, label_smoothing=0.1).shape)
     (2, 5)
+    >>> uniform = ops.zeros((1, 1, 4))  # 4 tokens, all equally likely
+    >>> round(float(token_cross_entropy([[3]], uniform)[0, 0]), 4)  # log(4)
+    1.3863
     """
     labels = _labels(y_true, y_pred)
     y_pred = ops.cast(y_pred, "float32")
