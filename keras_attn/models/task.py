@@ -120,6 +120,17 @@ class Task(keras.Model):
     data_task = None
     evaluation_options = ()
 
+    def get_config(self):
+        """Name, backbone and tokenizers; subclasses add their own arguments."""
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        }
+        for name in self.tokenizer_names:
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        return config
+
     @classmethod
     def for_name(cls, task_name):
         """The task class registered under `task_name` (e.g. `"generator"`)."""

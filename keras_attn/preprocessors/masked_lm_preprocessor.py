@@ -58,7 +58,21 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
 
     def _masked_examples(self, texts, seed):
         inputs = self._inputs(texts)
-        token_ids = inputs["token_ids"]
+        masked, labels = self._mask_ids(inputs["token_ids"], seed)
+        return dict(inputs, token_ids=masked), labels
+
+    def mask_ids(self, token_ids, seed=(0, 0)):
+        """The 80/10/10 masking of packed ids `(batch, length)`.
+
+        Returns `(masked_ids, labels)`, int32: labels hold the original id
+        where a token was selected and 0 elsewhere. Special tokens are never
+        selected.
+        """
+        return self._graph(
+            "mask_ids", self._mask_ids, tf.cast(token_ids, tf.int32), tf.cast(seed, tf.int64)
+        )
+
+    def _mask_ids(self, token_ids, seed):
         tokenizer = self.tokenizer
         seed = tf.cast(seed, tf.int64)
         shape = tf.shape(token_ids)
@@ -77,7 +91,7 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
         labels = tf.where(selected, token_ids, 0)
         masked = tf.where(selected & (action < 0.8), tokenizer.mask_id, token_ids)
         masked = tf.where(selected & (action >= 0.8) & (action < 0.9), random_tokens, masked)
-        return dict(inputs, token_ids=masked), labels
+        return masked, labels
 
     def call(self, texts, seed=(0, 0)):
         return self._graph("masked", self._masked_examples, texts, tf.cast(seed, tf.int64))

@@ -62,7 +62,12 @@ class Preprocessor(keras.layers.Layer):
         return functions[name](*args)
 
     def get_config(self):
-        config = super().get_config()
+        # Written out: Keras' automatic config cannot serialize tokenizers.
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
         for name in self.tokenizer_names:
             config[name] = keras.saving.serialize_keras_object(getattr(self, name))
         config.update({key: getattr(self, key) for key in self.config_keys})
@@ -151,9 +156,20 @@ def text_dataset(
         dataset = dataset.repeat(repeat)
     if shuffle:
         dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=num_examples >= batch_size)
+    whole_batches = num_examples >= batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=whole_batches)
     if random_seeds:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(lambda batch, s: (*batch, s))
     dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if whole_batches:
+        # Ragged packing loses the static batch size; XLA and TPUs want it.
+        dataset = dataset.map(lambda *element: _with_batch_size(element, batch_size))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _with_batch_size(element, batch_size):
+    element = element[0] if len(element) == 1 else element
+    return tf.nest.map_structure(
+        lambda t: tf.ensure_shape(t, [batch_size, *t.shape[1:]]), element
+    )

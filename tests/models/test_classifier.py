@@ -115,7 +115,7 @@ def test_masking_follows_the_80_10_10_rule(tokenizer):
     mlm = MaskedLanguageModel.from_preset("tiny", tokenizer=tokenizer, sequence_length=16)
     ids = np.random.default_rng(0).integers(7, tokenizer.vocabulary_size, (400, 50))
     ids[:, :1] = tokenizer.cls_id
-    masked, labels = mlm.mask_tokens(ids, seed=3)
+    masked, labels = (x.numpy() for x in mlm.preprocessor.mask_ids(ids, seed=[3, 0]))
     selected = labels > 0
     assert abs(selected[:, 1:].mean() - 0.15) < 0.01
     assert not selected[:, 0].any()  # special tokens are never predicted
@@ -169,3 +169,53 @@ def test_make_dataset_shuffles_all_examples_and_keeps_static_batches(trained):
     assert all(inputs["token_ids"].shape == (32, 16) for inputs, _ in batches)
     first_labels = batches[0][1].numpy()
     assert 0 < first_labels.sum() < 32
+
+
+def _masked_batches(dataset):
+    return [(x["token_ids"].numpy(), y.numpy()) for x, y in dataset]
+
+
+def test_masked_lm_masking_is_reproducible_and_new_each_epoch(tokenizer):
+    mlm = MaskedLanguageModel.from_preset("tiny", tokenizer=tokenizer, sequence_length=16)
+    texts, _ = sentiment_with_negation(64, seed=3)
+    dataset = mlm.make_dataset(texts, batch_size=16, shuffle=False, seed=7)
+    first_epoch, second_epoch = _masked_batches(dataset), _masked_batches(dataset)
+    again = _masked_batches(mlm.make_dataset(texts, batch_size=16, shuffle=False, seed=7))
+    other_seed = _masked_batches(mlm.make_dataset(texts, batch_size=16, shuffle=False, seed=8))
+    for (ids, labels), (same_ids, same_labels) in zip(first_epoch, again):
+        np.testing.assert_array_equal(ids, same_ids)
+        np.testing.assert_array_equal(labels, same_labels)
+    # Dynamic masking: another epoch or seed selects other tokens.
+    assert any((a[1] != b[1]).any() for a, b in zip(first_epoch, second_epoch))
+    assert any((a[1] != b[1]).any() for a, b in zip(first_epoch, other_seed))
+    # Unmasked inputs are the classifier's packing of the same texts.
+    packed = Classifier(mlm.backbone, tokenizer, 2).preprocess(texts[:16])[0]["token_ids"]
+    ids, labels = first_epoch[0]
+    selected = labels > 0
+    np.testing.assert_array_equal(ids[~selected], packed[~selected])
+    np.testing.assert_array_equal(labels[selected], packed[selected])
+
+
+def test_fill_mask_reads_literal_mask_tokens_and_predicts_learned_words(tokenizer):
+    keras.utils.set_random_seed(2)
+    mlm = MaskedLanguageModel.from_preset("tiny", tokenizer=tokenizer, sequence_length=16)
+    texts, _ = sentiment_with_negation(2000, seed=6)
+    mlm.compile(optimizer=keras.optimizers.Adam(3e-3))
+    mlm.fit(mlm.make_dataset(texts, batch_size=64, num_maskings=2), epochs=4, verbose=0)
+    word = texts[0].split()[-1]
+    masked = texts[0][: -len(word)] + "[MASK]"
+    inputs = mlm.preprocessor.fill_mask_inputs([masked])
+    ids = inputs["token_ids"].numpy()[0]
+    assert (ids == tokenizer.mask_id).sum() == 1
+    filled, candidates = mlm.fill_mask([masked, "[MASK] [MASK]"], top_k=3)
+    assert len(candidates[0]) == 1 and len(candidates[1]) == 2
+    tokens, probabilities = zip(*candidates[0][0])
+    assert list(probabilities) == sorted(probabilities, reverse=True)
+    assert not set(tokens) & set(tokenizer.special_tokens)
+    assert filled[0].endswith(tokens[0])
+    metrics, samples = mlm.evaluate_data(
+        type("Texts", (), {"texts": sentiment_with_negation(200, seed=9)[0]})()
+    )
+    # Chance is about 1/100 (the vocabulary); a trained model does far better.
+    assert metrics["masked_accuracy"] > 0.2 and metrics["examples"] == 200
+    assert samples and "->" in samples[0]
