@@ -13,6 +13,7 @@ and exit code 2; `--debug` shows the traceback and TensorFlow's logs instead.
 """
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -284,19 +285,16 @@ def _export(args):
     from keras_attn.export import export
 
     model, task = _load_any(args.model_dir)
+    # The options a task's export takes are those of its serving_endpoints.
+    accepted = inspect.signature(model.serving_endpoints).parameters
     options = {}
-    if args.beam_width is not None:
-        if task != "translator":
-            raise ValueError(
-                f"--beam-width applies to translators; {args.model_dir!r} holds a {task}"
-            )
-        options["beam_width"] = args.beam_width
-    if args.max_new_tokens is not None:
-        if task != "generator":
-            raise ValueError(
-                f"--max-new-tokens applies to generators; {args.model_dir!r} holds a {task}"
-            )
-        options["max_new_tokens"] = args.max_new_tokens
+    for flag, key in (("--beam-width", "beam_width"), ("--max-new-tokens", "max_new_tokens")):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key not in accepted:
+            raise ValueError(f"{flag} does not apply to a {task}; {args.model_dir!r} holds one")
+        options[key] = value
     export(model, args.output, overwrite=args.overwrite, jit_compile=not args.no_xla, **options)
     print(f"exported the {task} to {args.output}")
     return 0
@@ -468,7 +466,8 @@ def build_parser():
         description=(
             "Scores a trained model (a training output directory or a preset directory): "
             "exact match and BLEU for a translator, accuracy for a classifier, perplexity (and "
-            "exact continuations) for a generator. Prints the metrics as JSON on stdout; "
+            "exact continuations) for a generator, masked-token accuracy and perplexity for a "
+            "masked language model. Prints the metrics as JSON on stdout; "
             "progress and samples go to stderr."
         ),
     )
