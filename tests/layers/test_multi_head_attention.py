@@ -423,7 +423,11 @@ def test_functional_model_keeps_scores_and_cache_outputs():
         (dict(num_heads=6, key_dim=4, num_key_value_heads=4), "num_key_value_heads"),
         (dict(num_heads=2, key_dim=5, rope_max_wavelength=10000), "key_dim"),
         (dict(num_heads=2, key_dim=4, dropout=1.5), "dropout"),
-        (dict(num_heads=2, key_dim=4, attention_axes=(1, 2)), "attention_axes"),
+        (dict(num_heads=2, key_dim=4, attention_axes=0), "attention_axes"),
+        (dict(num_heads=2, key_dim=4, attention_axes="time"), "attention_axes"),
+        (dict(num_heads=2, key_dim=4, attention_axes=(1, 2), sliding_window=3), "sliding_window"),
+        (dict(num_heads=2, key_dim=4, attention_axes=(1, 2), rope_max_wavelength=100),
+         "rope_max_wavelength"),
         (dict(num_heads=2, key_dim=4, sliding_window=0), "sliding_window"),
     ],
 )
