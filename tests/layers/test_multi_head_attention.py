@@ -384,6 +384,8 @@ def test_standard_layer_checks(init_kwargs, tmp_path):
         {"query": _rand(B, T, D, seed=26), "value": _rand(B, S, 12, seed=27)},
         tmp_path,
         expected_output_shape=(B, T, D),
+        # query, key, value and output projections: kernel and bias each.
+        expected_num_trainable_weights=8,
     )
     run_layer_checks(
         MultiHeadAttention,
@@ -392,6 +394,7 @@ def test_standard_layer_checks(init_kwargs, tmp_path):
         tmp_path,
         call_kwargs={"use_causal_mask": True, "return_attention_scores": True},
         expected_output_shape=(B, T, D),
+        expected_num_trainable_weights=8,
     )
 
 
