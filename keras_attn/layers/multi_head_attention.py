@@ -57,9 +57,10 @@ class MultiHeadAttention(keras.layers.Layer):
       attention dropout is active) it is computed explicitly and the
       post-softmax weights are returned.
     - Query rows whose keys are all masked attend to nothing: their weights
-      are zero, so their output is the output projection's bias (times the
-      gate's nothing: the gate multiplies a zero). This holds in float32,
-      float16 and bfloat16, on both paths.
+      are zero, so their output is the output projection's bias (the gate,
+      if any, multiplies a zero). This holds in float32, float16 and
+      bfloat16, on both paths. (Keras' fused path averages all values there
+      instead; its explicit path also gives zeros.)
 
     The extras that are defined along one time axis (cache, rotary positions,
     causal offsets) raise a `ValueError` naming the argument when the inputs
