@@ -21,6 +21,7 @@ def test_standard_checks(tmp_path):
         tmp_path,
         call_kwargs={"key_length": 6, "start_index": 2},
         expected_output_shape=(1, 3, 4, 6),
+        expected_num_trainable_weights=0,  # the slopes are constants
     )
 
 

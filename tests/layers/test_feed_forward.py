@@ -46,12 +46,15 @@ def _numpy_feed_forward(x, w, activation):
 )
 def test_layer_checks(init_kwargs, tmp_path):
     output_dim = init_kwargs.get("output_dim", 8)
+    # intermediate and output Dense (+ gate Dense for SwiGLU); kernel (+ bias) each.
+    num_dense = 3 if init_kwargs["activation"] == "swiglu" else 2
     run_layer_checks(
         FeedForward,
         init_kwargs,
         {"inputs": X},
         tmp_path,
         expected_output_shape=(2, 5, output_dim),
+        expected_num_trainable_weights=num_dense * (2 if init_kwargs.get("use_bias", True) else 1),
     )
 
 

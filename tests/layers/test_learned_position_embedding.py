@@ -14,6 +14,7 @@ def test_standard_checks(tmp_path):
         {"inputs": np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")},
         tmp_path,
         expected_output_shape=(2, 5, 4),
+        expected_num_trainable_weights=1,  # the (sequence_length, dim) table
     )
 
 

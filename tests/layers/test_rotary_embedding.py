@@ -39,6 +39,7 @@ def test_standard_checks(tmp_path):
         {"inputs": random(2, 5, 3, 8)},
         tmp_path,
         expected_output_shape=(2, 5, 3, 8),
+        expected_num_trainable_weights=0,
     )
 
 
@@ -49,6 +50,7 @@ def test_standard_checks_with_positions_input(tmp_path):
         {"inputs": random(2, 3, 4), "positions": np.array([[0, 1, 2], [3, 4, 5]], "int32")},
         tmp_path,
         expected_output_shape=(2, 3, 4),
+        expected_num_trainable_weights=0,
     )
 
 

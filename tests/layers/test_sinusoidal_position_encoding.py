@@ -30,6 +30,7 @@ def test_standard_checks(tmp_path):
         {"inputs": np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")},
         tmp_path,
         expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=0,
     )
 
 
@@ -43,6 +44,7 @@ def test_standard_checks_with_positions_input(tmp_path):
         },
         tmp_path,
         expected_output_shape=(2, 3, 4),
+        expected_num_trainable_weights=0,
     )
 
 

@@ -41,6 +41,8 @@ def test_standard_checks(tmp_path, position_encoding):
         {"inputs": TOKEN_IDS},
         tmp_path,
         expected_output_shape=(2, 5, 6),
+        # The token table, plus the position table when learned.
+        expected_num_trainable_weights=2 if position_encoding == "learned" else 1,
     )
 
 
@@ -57,6 +59,7 @@ def test_standard_checks_reverse(tmp_path):
         tmp_path,
         call_kwargs={"reverse": True},
         expected_output_shape=(2, 5, 20),
+        expected_num_trainable_weights=1,  # the token table, tied to the logits
     )
 
 

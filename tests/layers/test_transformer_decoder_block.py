@@ -43,6 +43,16 @@ def _cross_inputs(config):
     return {"encoder_sequence": ENC} if config.get("use_cross_attention") else {}
 
 
+def _num_weights(config):
+    # Each attention: 4 projections x (kernel, bias), with its norm. Feed-forward:
+    # 2 Dense (3 for SwiGLU) x (kernel, bias), with its norm. LayerNorm has gamma
+    # and beta, RMSNorm a scale only.
+    norm = 1 if config.get("normalization") == "rms_norm" else 2
+    attentions = 2 if config.get("use_cross_attention") else 1
+    feed_forward = 6 if config.get("activation") == "swiglu" else 4
+    return attentions * (8 + norm) + feed_forward + norm
+
+
 @pytest.mark.parametrize(
     "name, input_data, call_kwargs",
     [
@@ -74,6 +84,7 @@ def test_layer_checks(name, input_data, call_kwargs, tmp_path):
         tmp_path,
         call_kwargs=call_kwargs,
         expected_output_shape=input_data["decoder_sequence"].shape,
+        expected_num_trainable_weights=_num_weights(config),
         # The cache write (`ops.slice_update`) has no gradient on TensorFlow;
         # training never goes through the cached path.
         run_training="self_attention_cache" not in input_data,

@@ -54,7 +54,18 @@ def test_layer_checks(name, tmp_path):
         tmp_path,
         call_kwargs=call_kwargs,
         expected_output_shape=(B, T, D),
+        expected_num_trainable_weights=_num_weights(CONFIGS[name]),
     )
+
+
+def _num_weights(config):
+    # Attention: 4 projections x (kernel, bias). Feed-forward: 2 Dense (3 for
+    # SwiGLU) x (kernel, bias). Two norms: LayerNorm has gamma and beta,
+    # RMSNorm a scale only.
+    attention = 8
+    feed_forward = 6 if config.get("activation") == "swiglu" else 4
+    norm = 1 if config.get("normalization") == "rms_norm" else 2
+    return attention + feed_forward + 2 * norm
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
