@@ -119,9 +119,13 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
               4; 1 exports greedy decoding).
 
     Example:
-    >>> keras_attn.export.export(generator, "served/generator")
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> keras_attn.export.export(generator, "served/generator", max_new_tokens=4)
     >>> served = tf.saved_model.load("served/generator")  # in any TF process
-    >>> served.signatures["serving_default"](inputs=tf.constant(["abc"]))["texts"]
+    >>> texts = served.signatures["serving_default"](inputs=tf.constant(["abc"]))["texts"]
+    >>> texts.shape, texts.dtype.name
+    (TensorShape([1]), 'string')
     """
     if isinstance(model, Task) and has_lora(model):
         # Serve plain kernels with the adapters folded in.

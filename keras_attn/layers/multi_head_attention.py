@@ -141,13 +141,13 @@ class MultiHeadAttention(keras.layers.Layer):
     >>> mha = MultiHeadAttention(num_heads=4, key_dim=8, num_key_value_heads=2)
     >>> x = keras.random.normal((2, 5, 32))
     >>> y, scores = mha(x, x, use_causal_mask=True, return_attention_scores=True)
-    >>> y.shape, scores.shape
+    >>> tuple(y.shape), tuple(scores.shape)
     ((2, 5, 32), (2, 4, 5, 5))
     >>> cache = mha.empty_cache(batch_size=2, max_length=5)
     >>> y0, cache = mha(x[:, :1], x[:, :1], cache=cache, cache_update_index=0,
     ...                 use_causal_mask=True)
     >>> image = keras.random.normal((2, 3, 4, 32))  # (batch, h, w, features)
-    >>> MultiHeadAttention(num_heads=2, key_dim=8, attention_axes=(1, 2))(image, image).shape
+    >>> tuple(MultiHeadAttention(num_heads=2, key_dim=8, attention_axes=(1, 2))(image, image).shape)
     (2, 3, 4, 32)
     """
 

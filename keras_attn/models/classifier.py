@@ -55,9 +55,14 @@ class Classifier(Task):
         float32 logits `(batch, num_classes)`.
 
     Example:
-    >>> classifier = Classifier.from_preset("tiny", num_classes=2)
-    >>> classifier.fit(classifier.make_dataset(texts, labels), epochs=3)
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, sequence_length=16,
+    ...     num_layers=1, label_names=["negative", "positive"])  # byte-level
+    >>> classifier.compile()  # its loss and metrics, XLA
+    >>> texts, labels = ["a fine film", "a dull film"] * 16, [1, 0] * 16
+    >>> _ = classifier.fit(classifier.make_dataset(texts, labels, batch_size=16), verbose=0)
     >>> labels, probabilities = classifier.classify(["a fine film"])
+    >>> labels[0] in ("negative", "positive"), probabilities.shape
+    (True, (1, 2))
     """
 
     presets = CLASSIFIER_PRESETS
@@ -123,7 +128,10 @@ class Classifier(Task):
         one as it is); the head is new, with `num_classes` outputs.
 
         Example:
+        >>> sentiment = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
         >>> three_way = sentiment.with_head(3, ["negative", "neutral", "positive"])
+        >>> three_way.num_classes, three_way.backbone is sentiment.backbone
+        (3, False)
         """
         return Classifier(
             _copied_backbone(self),

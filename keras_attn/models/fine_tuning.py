@@ -47,7 +47,11 @@ def freeze(model, backbone=False, embeddings=False, blocks=()):
         weights when a model is compiled.
 
     Example:
-    >>> freeze(classifier, embeddings=True, blocks=[0, 1])  # tune the top blocks and head
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=3)
+    >>> _ = freeze(classifier, embeddings=True, blocks=[0, 1])  # tune the top block and head
+    >>> [block.trainable for block in classifier.backbone.blocks]
+    [False, False, True]
     """
     _check_task(model)
     if backbone:

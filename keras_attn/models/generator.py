@@ -57,10 +57,13 @@ class Generator(Task):
             backbone's vocabulary.
 
     Example:
-    >>> generator = Generator.from_preset("generator_tiny")  # byte-level
-    >>> generator.compile(optimizer="adam", loss=..., jit_compile=True)
-    >>> generator.fit(generator.make_dataset(texts, batch_size=32), epochs=3)
-    >>> generator.generate(["Once upon"], max_new_tokens=20, top_p=0.9, seed=1)
+    >>> generator = Generator.from_preset("tiny", sequence_length=32)  # byte-level
+    >>> generator.compile()  # its loss and metrics, XLA
+    >>> texts = ["abcdefgh", "bcdefghi", "cdefghij"] * 16
+    >>> _ = generator.fit(generator.make_dataset(texts, batch_size=16), epochs=1, verbose=0)
+    >>> continuation = generator.generate("Once upon", max_new_tokens=8, top_p=0.9, seed=1)
+    >>> isinstance(continuation, str)
+    True
     """
 
     presets = GENERATOR_PRESETS

@@ -50,9 +50,14 @@ class Translator(Task):
             source one (a shared vocabulary).
 
     Example:
-    >>> translator = Translator.from_preset("tiny")  # byte-level, shared
-    >>> translator.fit(translator.make_dataset(sources, targets), epochs=5)
-    >>> translator.translate(["twenty one"], beam_width=4)
+    >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+    ...     num_encoder_layers=1, num_decoder_layers=1)  # byte-level, shared
+    >>> translator.compile()  # its loss and metrics, XLA
+    >>> sources, targets = ["one", "two", "three"] * 16, ["1", "2", "3"] * 16
+    >>> _ = translator.fit(translator.make_dataset(sources, targets, batch_size=16), verbose=0)
+    >>> outputs = translator.translate(["twenty one", "two"], beam_width=4)
+    >>> len(outputs), all(isinstance(text, str) for text in outputs)
+    (2, True)
     """
 
     presets = TRANSLATOR_PRESETS

@@ -97,9 +97,9 @@ def classifier():
 def exports(tmp_path_factory, generator, translator, classifier):
     root = tmp_path_factory.mktemp("exports")
     paths = {name: str(root / name) for name in ("generator", "translator", "classifier")}
-    generator.export_serving(paths["generator"], max_new_tokens=6)
+    export(generator, paths["generator"], max_new_tokens=6)
     export(translator, paths["translator"], beam_width=3)
-    classifier.export_serving(paths["classifier"])
+    export(classifier, paths["classifier"])
     return paths
 
 
@@ -346,7 +346,27 @@ def test_export_arguments_are_checked(tmp_path):
         export(model, str(tmp_path / "a"), max_new_tokens=8)
     with pytest.raises(ValueError, match="beam_width"):
         export(model, str(tmp_path / "b"), beam_width=2)
-    masked_lm = MaskedLanguageModel.from_preset("tiny", sequence_length=8, num_layers=1)
-    with pytest.raises(ValueError, match="Generator, Translator, Classifier"):
-        export(masked_lm, str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="must be a keras_attn.models task"):
+        export(Generator.backbone_cls(10, 8, 1, 2, 16, 32), str(tmp_path / "c"))
     assert os.listdir(tmp_path) == []
+
+
+def test_masked_lm_serves_python_fill_mask_outputs(tmp_path):
+    keras.utils.set_random_seed(0)
+    texts, _ = sentiment_with_negation(1280, seed=0)
+    tokenizer = WordPieceTokenizer.train(texts, vocabulary_size=100)
+    model = MaskedLanguageModel.from_preset(
+        "tiny", tokenizer=tokenizer, sequence_length=12, num_layers=1, hidden_dim=32
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(model.make_dataset(texts, batch_size=64), epochs=2, verbose=0)
+    path = str(tmp_path / "masked_lm")
+    export(model, path)
+    queries = ["the plot was [MASK]", "[MASK] film", "no mask here", "a [MASK] [MASK] story"]
+    (served,) = serve_in_fresh_process(path, [("fill_mask", {"inputs": queries})])
+    filled, _ = model.fill_mask(queries)
+    assert served["texts"] == filled
+    inputs = model.preprocessor.fill_mask_inputs(tf.constant(queries))
+    mask_positions = inputs["token_ids"].numpy() == tokenizer.mask_id
+    assert served["mask_positions"] == mask_positions.tolist()
+    assert mask_positions.sum() == 4
