@@ -174,6 +174,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             )
         if positions is None:
             check_positions_fit(start_index, token_embeddings.shape[1], self.sequence_length)
+        if not self.built:
+            # Called directly rather than through `__call__`.
+            self.build()
         embeddings = ops.cast(token_embeddings, self.compute_dtype)
         if self.scale_embeddings:
             embeddings = embeddings * ops.cast(math.sqrt(self.embedding_dim), embeddings.dtype)
