@@ -145,7 +145,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def build(self, inputs_shape=None):
         # Built from the fixed sizes, not the inputs, because the first call
         # may be a reverse one on hidden states.
-        self.token_embedding.build()
+        if not self.token_embedding.built:
+            self.token_embedding.build()
         if self.position_embedding is not None:
             self.position_embedding.build((None, None, self.embedding_dim))
 

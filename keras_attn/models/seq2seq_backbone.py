@@ -309,7 +309,8 @@ class Seq2SeqBackbone(Backbone):
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
         self.source_embedding.build()
-        self.target_embedding.build()
+        if not self.share_embeddings:
+            self.target_embedding.build()
         for block in self.encoder_blocks:
             block.build(hidden_shape)
         for block in self.decoder_blocks:
