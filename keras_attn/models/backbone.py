@@ -168,7 +168,7 @@ class Backbone(keras.Model):
         else:
             embeddings = ops.convert_to_tensor(embeddings)
             check_rank(embeddings_key, embeddings.shape, 3, "(batch, time, hidden_dim)")
-            if embeddings.shape[-1] != self.hidden_dim:
+            if embeddings.shape[-1] not in (None, self.hidden_dim):
                 raise ValueError(
                     f"`{embeddings_key}` must have shape (batch, time, hidden_dim="
                     f"{self.hidden_dim}). Received: shape {tuple(embeddings.shape)}"

@@ -453,3 +453,31 @@ def test_seq2seq_embedding_sharing_and_tying(share, tie, extra):
     # Each extra matrix (separate target table, untied projection) is 40 x 16;
     # shared tables keep max(source, target) = 10 position rows (sinusoidal: none).
     assert backbone.count_params() == base + extra * 40 * 16
+
+
+def test_tasks_project_hidden_states_with_the_backbone_token_embedding():
+    from keras_attn.models import Generator, Translator
+    from keras_attn.tokenizers import ByteTokenizer
+
+    tokenizer = ByteTokenizer()
+    vocabulary = tokenizer.vocabulary_size
+    generator = Generator(
+        DecoderBackbone(**dict(DECODER, vocabulary_size=vocabulary, tie_embeddings=False)),
+        tokenizer,
+    )
+    ids = _ids(B, T)
+    hidden = _np(generator.backbone(ids)["sequence_output"])
+    reverse = _np(generator.backbone.token_embedding.reverse_embeddings)
+    logits = generator(ids)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    np.testing.assert_allclose(_np(logits), hidden @ reverse, rtol=1e-4, atol=1e-5)
+
+    translator = Translator(
+        Seq2SeqBackbone(**dict(SEQ2SEQ, source_vocabulary_size=vocabulary,
+                               target_vocabulary_size=vocabulary)),
+        tokenizer,
+    )
+    inputs = _seq2seq_inputs()
+    hidden = _np(translator.backbone(inputs)["decoder_sequence_output"])
+    matrix = _np(translator.backbone.target_token_embedding.embeddings)
+    np.testing.assert_allclose(_np(translator(inputs)), hidden @ matrix.T, rtol=1e-4, atol=1e-5)
