@@ -1,4 +1,5 @@
-"""Token embedding plus position encoding, with a tied output projection."""
+"""Token embedding plus position encoding, with a reversible (tied or untied)
+output projection."""
 
 import math
 
@@ -25,9 +26,17 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     With `mask_zero`, id 0 is padding and the mask `ids != 0` is attached to
     the output, so following layers receive it through Keras masking.
 
+    The forward pass is two steps, each public: the token lookup
+    `token_embedding(ids)` (a `keras.layers.ReversibleEmbedding`), then
+    `add_positions(token_embeddings)` (scaling and position encoding). A
+    caller holding its own token embeddings (soft prompts, adversarial
+    perturbations, attribution methods) enters at the second step.
+
     Reverse (`reverse=True`): hidden states `(batch, time, embedding_dim)` ->
     logits `(batch, time, vocabulary_size)` with the transposed token
-    embedding matrix, i.e. the input and output embeddings are tied.
+    embedding matrix when `tie_weights` (input and output embeddings tied),
+    or with the token embedding's own `reverse_embeddings` matrix
+    `(embedding_dim, vocabulary_size)` otherwise.
 
     Args:
         vocabulary_size: positive int, number of token ids.
@@ -43,10 +52,13 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         embeddings_initializer: initializer of the token embeddings and of the
             learned position table.
         max_wavelength: max wavelength of the sinusoidal encoding.
+        tie_weights: bool, reverse with the transposed token matrix (True)
+            or with a separate trainable matrix (False).
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Attributes:
-        token_embedding: the `keras.layers.Embedding` of the tokens.
+        token_embedding: the `keras.layers.ReversibleEmbedding` of the
+            tokens (no scaling, no positions, no mask).
         position_embedding: the position layer, `None` for `"none"`.
 
     Call arguments:
@@ -80,6 +92,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         scale_embeddings=False,
         embeddings_initializer="uniform",
         max_wavelength=10000,
+        tie_weights=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,11 +106,21 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.scale_embeddings = bool(scale_embeddings)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.max_wavelength = max_wavelength
+        self.tie_weights = bool(tie_weights)
         self.supports_masking = True
 
-        self.token_embedding = keras.layers.Embedding(
+        self.token_embedding = keras.layers.ReversibleEmbedding(
             self.vocabulary_size,
             self.embedding_dim,
+            tie_weights=self.tie_weights,
+            # Embeddings skip autocasting; the reverse projection is a large
+            # matmul that should run in the compute dtype (bfloat16/float16)
+            # under mixed precision, as the rest of the model does.
+            reverse_dtype=(
+                None
+                if self.compute_dtype == self.variable_dtype
+                else self.compute_dtype
+            ),
             embeddings_initializer=self.embeddings_initializer,
             dtype=self.dtype_policy,
             name="token_embedding",
@@ -122,20 +145,40 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def build(self, inputs_shape=None):
         # Built from the fixed sizes, not the inputs, because the first call
         # may be a reverse one on hidden states.
-        self.token_embedding.build()
+        if not self.token_embedding.built:
+            self.token_embedding.build()
         if self.position_embedding is not None:
             self.position_embedding.build((None, None, self.embedding_dim))
 
     def call(self, inputs, start_index=0, positions=None, reverse=False):
         if reverse:
             check_rank("inputs", inputs.shape, 3, "(batch, time, embedding_dim) with reverse=True")
-            kernel = ops.cast(self.token_embedding.embeddings, self.compute_dtype)
-            return ops.matmul(ops.cast(inputs, self.compute_dtype), ops.transpose(kernel))
+            return self.token_embedding(ops.cast(inputs, self.compute_dtype), reverse=True)
 
         check_rank("inputs", inputs.shape, 2, "(batch, time) of token ids")
+        return self.add_positions(
+            self.token_embedding(inputs), start_index=start_index, positions=positions
+        )
+
+    def add_positions(self, token_embeddings, start_index=0, positions=None):
+        """The second half of the forward pass: scales `token_embeddings`
+        `(batch, time, embedding_dim)` (the output of `token_embedding`) by
+        `sqrt(embedding_dim)` when `scale_embeddings` and adds the position
+        encoding. `start_index` and `positions` are as in `call`."""
+        check_rank(
+            "token_embeddings", token_embeddings.shape, 3, "(batch, time, embedding_dim)"
+        )
+        if token_embeddings.shape[-1] not in (None, self.embedding_dim):
+            raise ValueError(
+                f"`token_embeddings` must have last dimension embedding_dim="
+                f"{self.embedding_dim}. Received: shape {tuple(token_embeddings.shape)}"
+            )
         if positions is None:
-            check_positions_fit(start_index, inputs.shape[1], self.sequence_length)
-        embeddings = self.token_embedding(inputs)
+            check_positions_fit(start_index, token_embeddings.shape[1], self.sequence_length)
+        if not self.built:
+            # Called directly rather than through `__call__`.
+            self.build()
+        embeddings = ops.cast(token_embeddings, self.compute_dtype)
         if self.scale_embeddings:
             embeddings = embeddings * ops.cast(math.sqrt(self.embedding_dim), embeddings.dtype)
         if self.position_embedding is not None:
@@ -163,6 +206,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
                 "scale_embeddings": self.scale_embeddings,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
                 "max_wavelength": self.max_wavelength,
+                "tie_weights": self.tie_weights,
             }
         )
         return config

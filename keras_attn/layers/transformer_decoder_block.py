@@ -13,7 +13,7 @@ from keras_attn.layers.transformer_encoder_block import (
     TransformerBlockBase,
     check_padding_mask,
 )
-from keras_attn.utils.arguments import check_rank
+from keras_attn.utils.arguments import check_positive_int, check_rank
 from keras_attn.utils.keras_compat import keras_mask_of
 
 
@@ -47,6 +47,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
         bias_initializer, seed: as for `TransformerEncoderBlock`. The rotary
             embedding (if any) applies to self-attention only.
         use_cross_attention: whether the block attends to an encoder.
+        cross_attention_num_heads: heads of the cross-attention; defaults
+            to `num_heads` (a pruned model may keep different counts). With
+            `key_dim=None` the hidden dimension must be divisible by it, and
+            `num_key_value_heads` (if set) must divide it.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -63,8 +67,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
         cross_attention_cache, cross_attention_cache_update_index: see above.
         attention_bias: float, broadcastable to `(B, num_heads, T, S)`, added
             to the self-attention logits.
-        head_mask, cross_head_mask: `(num_heads,)` or `(B, num_heads)`
-            multipliers of the self- and cross-attention heads' outputs.
+        head_mask: `(num_heads,)` or `(B, num_heads)` multiplier of the
+            self-attention heads' outputs.
+        cross_head_mask: `(cross_attention_num_heads,)` or
+            `(B, cross_attention_num_heads)`, the same for cross-attention.
         use_causal_mask: causal self-attention (default True).
         return_attention_scores: also return the attention weights.
         training: enables dropout.
@@ -73,7 +79,7 @@ class TransformerDecoderBlock(TransformerBlockBase):
         `output` `(B, T, D)`, followed, only when applicable and in this
         order, by: a dict of post-softmax attention weights
         `{"self_attention": (B, N, T, S_self), "cross_attention":
-        (B, N, T, S_enc)}` (cross only with cross-attention) when
+        (B, N_cross, T, S_enc)}` (cross only with cross-attention) when
         `return_attention_scores`; the updated self-attention cache when one
         was given; the cross-attention cache when one was given.
 
@@ -90,9 +96,23 @@ class TransformerDecoderBlock(TransformerBlockBase):
     ...                     self_attention_cache_update_index=0)
     """
 
-    def __init__(self, *args, use_cross_attention=False, **kwargs):
+    def __init__(
+        self, *args, use_cross_attention=False, cross_attention_num_heads=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.use_cross_attention = bool(use_cross_attention)
+        self.cross_attention_num_heads = check_positive_int(
+            "cross_attention_num_heads", cross_attention_num_heads, allow_none=True
+        ) or self.num_heads
+        if (
+            self.num_key_value_heads is not None
+            and self.cross_attention_num_heads % self.num_key_value_heads
+        ):
+            raise ValueError(
+                "`cross_attention_num_heads` must be divisible by `num_key_value_heads`. "
+                f"Received: cross_attention_num_heads={cross_attention_num_heads}, "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None, **unused_shapes):
         # Caches, masks and biases have no weights; their shapes are ignored.
@@ -114,7 +134,12 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 encoder_sequence_shape = decoder_sequence_shape
             check_rank("encoder_sequence", encoder_sequence_shape, 3, "(batch, time, features)")
             self.cross_attention = self._make_attention(
-                hidden_dim, "cross_attention", _CROSS_ATTENTION_SEED, rotary=False
+                hidden_dim,
+                "cross_attention",
+                _CROSS_ATTENTION_SEED,
+                rotary=False,
+                num_heads=self.cross_attention_num_heads,
+                heads_name="cross_attention_num_heads",
             )
             self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
             self.cross_attention_norm = self._make_norm("cross_attention_norm")
@@ -345,4 +370,5 @@ class TransformerDecoderBlock(TransformerBlockBase):
     def get_config(self):
         config = super().get_config()
         config["use_cross_attention"] = self.use_cross_attention
+        config["cross_attention_num_heads"] = self.cross_attention_num_heads
         return config

@@ -98,21 +98,24 @@ class TransformerBlockBase(keras.layers.Layer):
     def _seed(self, offset):
         return None if self.seed is None else self.seed + offset
 
-    def _head_size(self, hidden_dim):
+    def _head_size(self, hidden_dim, num_heads, heads_name="num_heads"):
         if self.key_dim is not None:
             return self.key_dim
-        if hidden_dim % self.num_heads:
+        if hidden_dim % num_heads:
             raise ValueError(
-                "The hidden dimension must be divisible by `num_heads` when `key_dim` is "
-                f"None. Received: num_heads={self.num_heads}, hidden dimension "
-                f"{hidden_dim}. Pass `key_dim` or change `num_heads`."
+                f"The hidden dimension must be divisible by `{heads_name}` when `key_dim` is "
+                f"None. Received: {heads_name}={num_heads}, hidden dimension "
+                f"{hidden_dim}. Pass `key_dim` or change `{heads_name}`."
             )
-        return hidden_dim // self.num_heads
+        return hidden_dim // num_heads
 
-    def _make_attention(self, hidden_dim, name, seed_offset, rotary):
+    def _make_attention(
+        self, hidden_dim, name, seed_offset, rotary, num_heads=None, heads_name="num_heads"
+    ):
+        num_heads = num_heads or self.num_heads
         return MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=self._head_size(hidden_dim),
+            num_heads=num_heads,
+            key_dim=self._head_size(hidden_dim, num_heads, heads_name),
             num_key_value_heads=self.num_key_value_heads,
             dropout=self.attention_dropout,
             use_bias=self.use_bias,

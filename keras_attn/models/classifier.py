@@ -408,7 +408,7 @@ class MaskedLanguageModel(Task):
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
         hidden = self.transform_norm(self.transform(sequence))
-        logits = self.backbone.embedding(hidden, reverse=True)
+        logits = self.backbone.token_embedding(hidden, reverse=True)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
     def make_dataset(self, texts, batch_size=32, num_maskings=1, shuffle=True, seed=0):

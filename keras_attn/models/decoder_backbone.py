@@ -1,4 +1,4 @@
-"""GPT-style decoder-only Transformer: token ids in, next-token logits out."""
+"""GPT-style decoder-only Transformer: token ids in, hidden states out."""
 
 import keras
 from keras import ops
@@ -6,7 +6,15 @@ from keras import ops
 from keras_attn.layers.normalization import make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
-from keras_attn.models.backbone import Backbone
+from keras_attn.models.backbone import (
+    Backbone,
+    check_key_value_heads,
+    config_head_counts,
+    resolve_head_counts,
+    resolve_head_dim,
+    split_head_mask,
+    stack_attention_scores,
+)
 from keras_attn.utils.arguments import (
     check_choice,
     check_positive_int,
@@ -21,42 +29,76 @@ POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 class DecoderBackbone(Backbone):
     """A stack of causal pre-norm decoder blocks (Radford et al. 2019).
 
-    token ids -> token + position embedding -> `num_layers` x
-    `TransformerDecoderBlock` (causal self-attention, feed-forward) ->
-    final norm -> logits, projected with the transposed token embedding when
-    `tie_embeddings` (GPT-2) or with a separate matrix.
+    token ids -> `token_embedding` lookup -> [token embeddings enter here]
+    -> + position embedding (learned / sinusoidal; rotary is applied inside
+    attention instead) -> dropout -> `num_layers` x `TransformerDecoderBlock`
+    (causal self-attention, feed-forward) -> final norm -> hidden states.
+
+    The backbone stops at hidden states; a task projects them onto the
+    vocabulary with `backbone.token_embedding(hidden, reverse=True)`: the
+    transposed token matrix when `tie_embeddings` (GPT-2), or the layer's own
+    `reverse_embeddings` matrix `(hidden_dim, vocabulary_size)` otherwise.
 
     Args:
         vocabulary_size: number of token ids; id 0 is padding.
         sequence_length: longest sequence (and decoding cache) supported.
         num_layers: number of decoder blocks.
-        num_heads: attention heads per block.
+        num_heads: attention heads, an int for every block or a list of
+            `num_layers` ints (e.g. a pruned model).
         hidden_dim: width of the residual stream.
         intermediate_dim: width of the feed-forward layer.
-        num_key_value_heads: key/value heads (grouped-query attention);
-            defaults to `num_heads`.
+        head_dim: size of every attention head; defaults to
+            `hidden_dim // max(num_heads)`, which must then divide
+            `hidden_dim`. `get_config` stores the resolved int.
+        num_key_value_heads: key/value heads (grouped-query attention); must
+            divide every block's head count. Defaults to the head count.
         dropout: dropout on embeddings, residual branches and attention.
         activation: `"relu"`, `"gelu"` or `"swiglu"`.
         normalization: `"layer_norm"` or `"rms_norm"`.
         position_encoding: `"learned"`, `"sinusoidal"` or `"rotary"`.
         rope_max_wavelength: rotary base when `position_encoding="rotary"`.
-        tie_embeddings: project onto the token embedding matrix.
+        tie_embeddings: project onto the transposed token embedding matrix
+            (otherwise `token_embedding` holds a separate output matrix).
         norm_epsilon: epsilon of every norm.
 
+    Attributes:
+        token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens.
+        embedding: the `TokenAndPositionEmbedding` holding it and the
+            position table.
+        blocks: the `TransformerDecoderBlock`s; `head_counts` their heads.
+
     Call arguments:
-        token_ids: int `(batch, time)`, right-padded with 0.
+        inputs: int token ids `(batch, time)`, right-padded with 0; or a dict
+            with either `"token_ids"` or `"token_embeddings"` (float
+            `(batch, time, hidden_dim)`, what `token_embedding(token_ids)`
+            returns: no position, no scaling; they are added after), and
+            optionally `"padding_mask"` `(batch, time)`, True for real tokens
+            (default: `token_ids != 0`, or all real for embeddings).
+        return_attention_scores: also return every block's post-softmax
+            self-attention weights.
+        head_mask: float `(num_layers, max(num_heads))`; entry `[l, h]`
+            multiplies the output of head `h` of block `l` (0 removes it).
+            Entries past a block's head count are ignored. Differentiable.
+        training: enables dropout.
 
     Returns:
-        float32 logits `(batch, time, vocabulary_size)`; position `t`
-        predicts token `t + 1`.
+        dict with
+        - `"sequence_output"`: `(batch, time, hidden_dim)`, after the final
+          norm; position `t` predicts token `t + 1`.
+        - `"attention_scores"` (with `return_attention_scores`):
+          `(num_layers, batch, max(num_heads), time, time)`; a block with
+          fewer heads has rows of zeros for the missing ones.
 
     Example:
     >>> backbone = DecoderBackbone(vocabulary_size=100, sequence_length=16,
-    ...     num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64)
-    >>> logits = backbone(keras.ops.ones((2, 16), "int32"))  # (2, 16, 100)
+    ...     num_layers=2, num_heads=[4, 2], hidden_dim=32, intermediate_dim=64)
+    >>> ids = keras.ops.ones((2, 16), "int32")
+    >>> outputs = backbone(ids, return_attention_scores=True)
+    >>> outputs["sequence_output"].shape, outputs["attention_scores"].shape
+    ((2, 16, 32), (2, 2, 4, 16, 16))
+    >>> logits = backbone.token_embedding(outputs["sequence_output"], reverse=True)
     >>> caches = backbone.empty_caches(batch_size=2)
-    >>> step_logits, caches = backbone.call_with_cache(
-    ...     keras.ops.ones((2, 1), "int32"), caches, index=0)
+    >>> hidden, caches = backbone.call_with_cache(ids[:, :1], caches, index=0)
     """
 
     config_keys = (
@@ -66,6 +108,7 @@ class DecoderBackbone(Backbone):
         "num_heads",
         "hidden_dim",
         "intermediate_dim",
+        "head_dim",
         "num_key_value_heads",
         "dropout",
         "activation",
@@ -84,6 +127,7 @@ class DecoderBackbone(Backbone):
         num_heads,
         hidden_dim,
         intermediate_dim,
+        head_dim=None,
         num_key_value_heads=None,
         dropout=0.0,
         activation="gelu",
@@ -99,10 +143,12 @@ class DecoderBackbone(Backbone):
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self._set_block_arguments(
-            num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
-            norm_epsilon,
+            hidden_dim, intermediate_dim, dropout, activation, normalization, norm_epsilon
         )
-        self.num_key_value_heads = num_key_value_heads
+        self.head_counts = resolve_head_counts("num_heads", num_heads, self.num_layers)
+        self.num_heads = config_head_counts(num_heads)
+        self.head_dim = resolve_head_dim(head_dim, self.hidden_dim, self.head_counts)
+        self.num_key_value_heads = check_key_value_heads(num_key_value_heads, self.head_counts)
         self.position_encoding = check_choice(
             "position_encoding", position_encoding, POSITION_ENCODINGS
         )
@@ -117,6 +163,7 @@ class DecoderBackbone(Backbone):
             sequence_length,
             hidden_dim,
             position_encoding="none" if rotary else position_encoding,
+            tie_weights=self.tie_embeddings,
             dtype=self.dtype_policy,
             name="embedding",
         )
@@ -127,22 +174,24 @@ class DecoderBackbone(Backbone):
             TransformerDecoderBlock(
                 **self._block_kwargs(
                     norm_first=True,
-                    num_key_value_heads=num_key_value_heads,
+                    num_heads=count,
+                    num_key_value_heads=self.num_key_value_heads,
                     rope_max_wavelength=rope_max_wavelength if rotary else None,
                 ),
                 name=f"decoder_block_{i}",
             )
-            for i in range(num_layers)
+            for i, count in enumerate(self.head_counts)
         ]
         self.final_norm = make_normalization(
             normalization, norm_epsilon, dtype=self.dtype_policy, name="final_norm"
         )
-        self.output_projection = None
-        if not self.tie_embeddings:
-            self.output_projection = keras.layers.Dense(
-                vocabulary_size, use_bias=False, dtype=self.dtype_policy, name="output_projection"
-            )
         self.build((None, sequence_length))
+
+    @property
+    def token_embedding(self):
+        """The `keras.layers.ReversibleEmbedding`: ids -> token embeddings,
+        and with `reverse=True` hidden states -> logits."""
+        return self.embedding.token_embedding
 
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
@@ -150,29 +199,34 @@ class DecoderBackbone(Backbone):
         for block in self.blocks:
             block.build(hidden_shape)
         self.final_norm.build(hidden_shape)
-        if self.output_projection is not None:
-            self.output_projection.build(hidden_shape)
         self.built = True
 
-    def _logits(self, hidden):
-        hidden = self.final_norm(hidden)
-        if self.output_projection is None:
-            logits = self.embedding(hidden, reverse=True)
-        else:
-            logits = self.output_projection(hidden)
-        # Softmax and losses run in float32 under mixed precision.
-        return ops.cast(logits, "float32")
-
-    def call(self, token_ids, training=None):
-        check_rank("token_ids", token_ids.shape, 2, "(batch, time)")
-        x = self.embedding(token_ids)
+    def call(self, inputs, training=None, return_attention_scores=False, head_mask=None):
+        token_embeddings, padding_mask, _ = self._token_inputs(
+            inputs, "token_ids", "token_embeddings", "padding_mask", self.token_embedding
+        )
+        head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
+        x = self.embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
-        for block in self.blocks:
-            x = block(x, training=training)
-        return self._logits(x)
+        scores = []
+        for block, block_head_mask in zip(self.blocks, head_masks):
+            x = block(
+                x,
+                decoder_padding_mask=padding_mask,
+                head_mask=block_head_mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            if return_attention_scores:
+                x, block_scores = x
+                scores.append(block_scores["self_attention"])
+        outputs = {"sequence_output": self.final_norm(x)}
+        if return_attention_scores:
+            outputs["attention_scores"] = stack_attention_scores(scores, max(self.head_counts))
+        return outputs
 
     def empty_caches(self, batch_size, max_length=None):
-        """One zero key/value cache per block, each `(B, 2, max_length, K, H)`."""
+        """One zero key/value cache per block, each `(B, 2, max_length, K, head_dim)`."""
         max_length = max_length or self.sequence_length
         return tuple(
             block.empty_self_attention_cache(batch_size, max_length) for block in self.blocks
@@ -182,18 +236,27 @@ class DecoderBackbone(Backbone):
         """Runs `token_ids` written at position `index` against the caches.
 
         Args:
-            token_ids: int `(batch, new_tokens)`.
+            token_ids: int `(batch, new_tokens)`; id 0 queries attend to
+                nothing (padding).
             caches: the tuple from `empty_caches` (or a previous call).
             index: int or scalar int tensor, position of `token_ids[:, 0]`.
 
         Returns:
-            `(logits (batch, new_tokens, vocabulary_size), updated caches)`.
+            `(hidden (batch, new_tokens, hidden_dim), updated caches)`; the
+            hidden states are after the final norm, as `sequence_output`.
         """
-        x = self.embedding(token_ids, start_index=index)
+        check_rank("token_ids", token_ids.shape, 2, "(batch, new_tokens)")
+        x = self.embedding.add_positions(self.token_embedding(token_ids), start_index=index)
+        # The new tokens' padding masks them as queries; the cache slots are
+        # keys, masked by causality.
+        query_mask = ops.not_equal(token_ids, 0)
         updated = []
         for block, cache in zip(self.blocks, caches):
             x, cache = block(
-                x, self_attention_cache=cache, self_attention_cache_update_index=index
+                x,
+                self_attention_cache=cache,
+                self_attention_cache_update_index=index,
+                mask=query_mask,
             )
             updated.append(cache)
-        return self._logits(x), tuple(updated)
+        return self.final_norm(x), tuple(updated)

@@ -6,12 +6,18 @@ from keras import ops
 from keras_attn.layers.normalization import make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
-from keras_attn.models.backbone import Backbone
+from keras_attn.models.backbone import (
+    Backbone,
+    config_head_counts,
+    resolve_head_counts,
+    resolve_head_dim,
+    split_head_mask,
+    stack_attention_scores,
+)
 from keras_attn.utils.arguments import (
     check_choice,
     check_non_negative_int,
     check_positive_int,
-    check_rank,
 )
 
 
@@ -19,15 +25,22 @@ from keras_attn.utils.arguments import (
 class EncoderBackbone(Backbone):
     """A stack of bidirectional encoder blocks (Devlin et al. 2019).
 
-    token ids (+ segment ids) -> token + position + segment embedding ->
-    norm -> dropout -> `num_layers` x `TransformerEncoderBlock` -> sequence
-    output, plus a pooled output (`tanh(dense(sequence_output[:, 0]))`, the
-    BERT pooler over the `[CLS]` position).
+    token ids -> `token_embedding` lookup -> [token embeddings enter here]
+    -> + position embedding -> + segment embedding -> norm -> dropout ->
+    `num_layers` x `TransformerEncoderBlock` -> (final norm when pre-norm)
+    -> sequence output, plus a pooled output
+    (`tanh(dense(sequence_output[:, 0]))`, the BERT pooler over the `[CLS]`
+    position).
 
     Args:
         vocabulary_size: number of token ids; id 0 is padding.
         sequence_length: longest input.
-        num_layers, num_heads, hidden_dim, intermediate_dim: the shape.
+        num_layers, hidden_dim, intermediate_dim: the shape.
+        num_heads: attention heads, an int for every block or a list of
+            `num_layers` ints (e.g. a pruned model).
+        head_dim: size of every attention head; defaults to
+            `hidden_dim // max(num_heads)`, which must then divide
+            `hidden_dim`. `get_config` stores the resolved int.
         num_segments: size of the segment (token type) vocabulary; 0 for none.
         dropout: dropout on embeddings, residual branches and attention.
         activation: feed-forward activation (`"gelu"` in BERT).
@@ -36,14 +49,35 @@ class EncoderBackbone(Backbone):
         position_encoding: `"learned"` (BERT) or `"sinusoidal"`.
         norm_epsilon: epsilon of every norm (1e-12 in BERT).
 
+    Attributes:
+        token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens
+            (tied: `reverse=True` uses the transposed matrix, as BERT's MLM
+            head does).
+        embedding: the `TokenAndPositionEmbedding` holding it and the
+            position table; `segment_embedding`, `blocks`, `pooler`.
+
     Call arguments:
-        inputs: int token ids `(batch, time)`, or a dict with `"token_ids"`
-            and optionally `"segment_ids"` and `"padding_mask"` (defaults to
-            `token_ids != 0`).
+        inputs: int token ids `(batch, time)`, or a dict with either
+            `"token_ids"` or `"token_embeddings"` (float
+            `(batch, time, hidden_dim)`, what `token_embedding(token_ids)`
+            returns: position and segment embeddings are added after), and
+            optionally `"segment_ids"` (default 0) and `"padding_mask"`
+            `(batch, time)`, True for real tokens (default: `token_ids != 0`,
+            or all real for embeddings).
+        return_attention_scores: also return every block's post-softmax
+            attention weights.
+        head_mask: float `(num_layers, max(num_heads))`; entry `[l, h]`
+            multiplies the output of head `h` of block `l` (0 removes it).
+            Entries past a block's head count are ignored. Differentiable.
+        training: enables dropout.
 
     Returns:
-        dict with `"sequence_output"` `(batch, time, hidden_dim)` and
-        `"pooled_output"` `(batch, hidden_dim)`.
+        dict with
+        - `"sequence_output"`: `(batch, time, hidden_dim)`.
+        - `"pooled_output"`: `(batch, hidden_dim)`.
+        - `"attention_scores"` (with `return_attention_scores`):
+          `(num_layers, batch, max(num_heads), time, time)`; a block with
+          fewer heads has rows of zeros for the missing ones.
 
     Example:
     >>> encoder = EncoderBackbone(vocabulary_size=100, sequence_length=16,
@@ -51,6 +85,8 @@ class EncoderBackbone(Backbone):
     >>> outputs = encoder(keras.ops.ones((2, 16), "int32"))
     >>> outputs["sequence_output"].shape, outputs["pooled_output"].shape
     ((2, 16, 32), (2, 32))
+    >>> embeddings = encoder.token_embedding(keras.ops.ones((2, 16), "int32"))
+    >>> same = encoder({"token_embeddings": embeddings})
     """
 
     config_keys = (
@@ -60,6 +96,7 @@ class EncoderBackbone(Backbone):
         "num_heads",
         "hidden_dim",
         "intermediate_dim",
+        "head_dim",
         "num_segments",
         "dropout",
         "activation",
@@ -77,6 +114,7 @@ class EncoderBackbone(Backbone):
         num_heads,
         hidden_dim,
         intermediate_dim,
+        head_dim=None,
         num_segments=2,
         dropout=0.0,
         activation="gelu",
@@ -91,9 +129,11 @@ class EncoderBackbone(Backbone):
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self._set_block_arguments(
-            num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
-            norm_epsilon,
+            hidden_dim, intermediate_dim, dropout, activation, normalization, norm_epsilon
         )
+        self.head_counts = resolve_head_counts("num_heads", num_heads, self.num_layers)
+        self.num_heads = config_head_counts(num_heads)
+        self.head_dim = resolve_head_dim(head_dim, self.hidden_dim, self.head_counts)
         self.num_segments = check_non_negative_int("num_segments", num_segments)
         self.norm_first = bool(norm_first)
         self.position_encoding = check_choice(
@@ -121,9 +161,10 @@ class EncoderBackbone(Backbone):
         )
         self.blocks = [
             TransformerEncoderBlock(
-                **self._block_kwargs(norm_first=norm_first), name=f"encoder_block_{i}"
+                **self._block_kwargs(norm_first=norm_first, num_heads=count),
+                name=f"encoder_block_{i}",
             )
-            for i in range(num_layers)
+            for i, count in enumerate(self.head_counts)
         ]
         # Pre-norm stacks end un-normalized; post-norm blocks end with a norm.
         self.final_norm = None
@@ -135,6 +176,12 @@ class EncoderBackbone(Backbone):
             hidden_dim, activation="tanh", dtype=self.dtype_policy, name="pooler"
         )
         self.build((None, sequence_length))
+
+    @property
+    def token_embedding(self):
+        """The `keras.layers.ReversibleEmbedding`: ids -> token embeddings,
+        and with `reverse=True` hidden states -> logits."""
+        return self.embedding.token_embedding
 
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
@@ -149,29 +196,48 @@ class EncoderBackbone(Backbone):
         self.pooler.build((None, self.hidden_dim))
         self.built = True
 
-    def embed(self, token_ids, segment_ids=None, training=None):
-        """The normalized input embeddings `(batch, time, hidden_dim)`."""
-        x = self.embedding(token_ids)
+    def embed(self, token_ids=None, segment_ids=None, training=None, token_embeddings=None):
+        """The normalized input embeddings `(batch, time, hidden_dim)`, from
+        `token_ids` or from `token_embeddings` (the token lookup's output)."""
+        if token_embeddings is None:
+            token_embeddings = self.token_embedding(token_ids)
+        x = self.embedding.add_positions(token_embeddings)
         if self.segment_embedding is not None:
             if segment_ids is None:
-                segment_ids = ops.zeros_like(token_ids)
+                segment_ids = ops.zeros(ops.shape(x)[:2], "int32")
             x = x + self.segment_embedding(segment_ids)
         x = self.embedding_norm(x)
         return self.embedding_dropout(x, training=training)
 
-    def call(self, inputs, training=None):
-        if isinstance(inputs, dict):
-            token_ids = inputs["token_ids"]
-            segment_ids = inputs.get("segment_ids")
-            padding_mask = inputs.get("padding_mask")
-        else:
-            token_ids, segment_ids, padding_mask = inputs, None, None
-        check_rank("token_ids", token_ids.shape, 2, "(batch, time)")
-        if padding_mask is None:
-            padding_mask = ops.not_equal(token_ids, 0)
-        x = self.embed(token_ids, segment_ids, training=training)
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)
+    def call(self, inputs, training=None, return_attention_scores=False, head_mask=None):
+        token_embeddings, padding_mask, _ = self._token_inputs(
+            inputs,
+            "token_ids",
+            "token_embeddings",
+            "padding_mask",
+            self.token_embedding,
+            allowed=("segment_ids",),
+        )
+        segment_ids = inputs.get("segment_ids") if isinstance(inputs, dict) else None
+        head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
+        x = self.embed(
+            segment_ids=segment_ids, training=training, token_embeddings=token_embeddings
+        )
+        scores = []
+        for block, block_head_mask in zip(self.blocks, head_masks):
+            x = block(
+                x,
+                padding_mask=padding_mask,
+                head_mask=block_head_mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            if return_attention_scores:
+                x, block_scores = x
+                scores.append(block_scores)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return {"sequence_output": x, "pooled_output": self.pooler(x[:, 0])}
+        outputs = {"sequence_output": x, "pooled_output": self.pooler(x[:, 0])}
+        if return_attention_scores:
+            outputs["attention_scores"] = stack_attention_scores(scores, max(self.head_counts))
+        return outputs

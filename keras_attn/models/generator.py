@@ -97,7 +97,15 @@ class Generator(Task):
         return cls(DecoderBackbone(**backbone_config), tokenizer, **task_args)
 
     def call(self, token_ids, training=None):
-        return self.backbone(token_ids, training=training)
+        hidden = self.backbone(token_ids, training=training)["sequence_output"]
+        return self.vocabulary_logits(hidden)
+
+    def vocabulary_logits(self, hidden):
+        """float32 next-token logits `(..., vocabulary_size)` from the
+        backbone's hidden states, through its (tied or untied) reversible
+        token embedding. Softmax and losses run in float32 under mixed
+        precision."""
+        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
 
     # ---------------------------------------------------------------- data
 
@@ -269,8 +277,8 @@ class Generator(Task):
         start_index = ops.min(ops.sum(ops.cast(prompt_mask, "int32"), axis=1)) - 1
 
         def next_fn(ids, caches, index):
-            logits, caches = self.backbone.call_with_cache(ids, caches, index)
-            logits = logits[:, -1]
+            hidden, caches = self.backbone.call_with_cache(ids, caches, index)
+            logits = self.vocabulary_logits(hidden[:, -1:])[:, 0]
             if logits_processor is not None:
                 logits = logits_processor(logits, index)
             return logits, caches

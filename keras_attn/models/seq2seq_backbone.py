@@ -7,12 +7,20 @@ from keras_attn.layers.normalization import make_normalization
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
-from keras_attn.models.backbone import Backbone
+from keras_attn.models.backbone import (
+    Backbone,
+    resolve_head_counts,
+    resolve_head_dim,
+    split_head_mask,
+    stack_attention_scores,
+)
 from keras_attn.utils.arguments import (
     check_choice,
     check_positive_int,
     check_rank,
 )
+
+HEAD_GROUPS = ("encoder", "decoder", "cross_attention")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -20,17 +28,34 @@ class Seq2SeqBackbone(Backbone):
     """The Transformer of Vaswani et al. 2017: an encoder over the source and
     a causal decoder over the target that cross-attends to it.
 
-    Embeddings are scaled by `sqrt(hidden_dim)` as in the paper. With
-    `share_embeddings` the source and target use one token matrix (one
-    shared vocabulary); with `tie_embeddings` the output projection is the
-    transposed target matrix (the paper ties all three).
+    Each side: ids -> token lookup -> [token embeddings enter here] ->
+    `* sqrt(hidden_dim)` (as in the paper) -> + positions -> dropout ->
+    blocks -> final norm (pre-norm stacks) -> hidden states.
+
+    The backbone stops at hidden states; a task projects the decoder's onto
+    the target vocabulary with
+    `backbone.target_token_embedding(hidden, reverse=True)`. With
+    `share_embeddings` the source and target use one token layer (one shared
+    vocabulary: `source_token_embedding is target_token_embedding`); with
+    `tie_embeddings` the projection is the transposed target matrix (the
+    paper ties all three), otherwise the target layer holds a separate
+    `reverse_embeddings` matrix. (An unshared source layer never projects,
+    so it has no matrix of its own.)
 
     Args:
         source_vocabulary_size, target_vocabulary_size: id 0 is padding.
             Must be equal with `share_embeddings`.
         source_length, target_length: longest source / target sequence.
-        num_encoder_layers, num_decoder_layers, num_heads, hidden_dim,
-        intermediate_dim: the shape (base: 6, 6, 8, 512, 2048).
+        num_encoder_layers, num_decoder_layers, hidden_dim, intermediate_dim:
+            the shape (base: 6, 6, 512, 2048).
+        num_heads: attention heads (base: 8): an int for every attention
+            layer, or a dict `{"encoder": [...], "decoder": [...],
+            "cross_attention": [...]}` with one count per encoder block,
+            per decoder block (self-attention) and per decoder block
+            (cross-attention).
+        head_dim: size of every attention head; defaults to
+            `hidden_dim // (largest head count)`, which must then divide
+            `hidden_dim`. `get_config` stores the resolved int.
         dropout: dropout on embeddings, residual branches and attention.
         activation: `"relu"` (paper), `"gelu"` or `"swiglu"`.
         normalization: `"layer_norm"` or `"rms_norm"`.
@@ -41,22 +66,61 @@ class Seq2SeqBackbone(Backbone):
         tie_embeddings: output projection = transposed target matrix.
         norm_epsilon: epsilon of every norm.
 
+    Attributes:
+        source_token_embedding, target_token_embedding: the
+            `keras.layers.ReversibleEmbedding`s of the tokens.
+        source_embedding, target_embedding: the `TokenAndPositionEmbedding`s
+            holding them and the position tables.
+        encoder_blocks, decoder_blocks; head counts in
+            `encoder_head_counts`, `decoder_head_counts`,
+            `cross_attention_head_counts`.
+
     Call arguments:
-        inputs: dict with int `"source_ids"` `(batch, source_length)` and
-            `"target_ids"` `(batch, target_length)` (decoder inputs, i.e.
-            the target shifted right and starting with `[BOS]`), right-padded
-            with 0.
+        inputs: dict with the source as int `"source_ids"`
+            `(batch, source_time)` or float `"source_token_embeddings"`
+            `(batch, source_time, hidden_dim)`, and the decoder inputs (the
+            target shifted right, starting with `[BOS]`) as `"target_ids"`
+            `(batch, target_time)` or `"target_token_embeddings"`. Ids are
+            right-padded with 0. Embeddings are what
+            `source_token_embedding(ids)` / `target_token_embedding(ids)`
+            return: unscaled, without positions. Optional
+            `"source_padding_mask"`, `"target_padding_mask"`
+            `(batch, time)`, True for real tokens (default: `ids != 0`, or
+            all real for embeddings).
+        return_attention_scores: also return every layer's post-softmax
+            attention weights.
+        encoder_head_mask: float `(num_encoder_layers, max encoder heads)`.
+        decoder_head_mask: float `(num_decoder_layers, max decoder heads)`,
+            for the decoder's self-attention.
+        cross_attention_head_mask: float
+            `(num_decoder_layers, max cross-attention heads)`.
+            Each entry `[l, h]` multiplies the output of head `h` of layer
+            `l`; entries past a layer's head count are ignored.
+            Differentiable.
+        training: enables dropout.
 
     Returns:
-        float32 logits `(batch, target_length, target_vocabulary_size)`.
+        dict with
+        - `"encoder_sequence_output"`: `(batch, source_time, hidden_dim)`.
+        - `"decoder_sequence_output"`: `(batch, target_time, hidden_dim)`.
+        - with `return_attention_scores`: `"encoder_attention_scores"`
+          `(num_encoder_layers, batch, max encoder heads, source_time,
+          source_time)`, `"decoder_attention_scores"`
+          `(num_decoder_layers, batch, max decoder heads, target_time,
+          target_time)` and `"cross_attention_scores"`
+          `(num_decoder_layers, batch, max cross heads, target_time,
+          source_time)`; a layer with fewer heads than the largest count of
+          its group has rows of zeros for the missing ones.
 
     Example:
     >>> model = Seq2SeqBackbone(source_vocabulary_size=50,
     ...     target_vocabulary_size=50, source_length=12, target_length=10,
     ...     num_encoder_layers=1, num_decoder_layers=1, num_heads=2,
     ...     hidden_dim=16, intermediate_dim=32)
-    >>> logits = model({"source_ids": keras.ops.ones((2, 12), "int32"),
-    ...                 "target_ids": keras.ops.ones((2, 10), "int32")})
+    >>> outputs = model({"source_ids": keras.ops.ones((2, 12), "int32"),
+    ...                  "target_ids": keras.ops.ones((2, 10), "int32")})
+    >>> hidden = outputs["decoder_sequence_output"]  # (2, 10, 16)
+    >>> logits = model.target_token_embedding(hidden, reverse=True)  # (2, 10, 50)
     """
 
     config_keys = (
@@ -69,6 +133,7 @@ class Seq2SeqBackbone(Backbone):
         "num_heads",
         "hidden_dim",
         "intermediate_dim",
+        "head_dim",
         "dropout",
         "activation",
         "normalization",
@@ -90,6 +155,7 @@ class Seq2SeqBackbone(Backbone):
         num_heads,
         hidden_dim,
         intermediate_dim,
+        head_dim=None,
         dropout=0.0,
         activation="relu",
         normalization="layer_norm",
@@ -112,8 +178,13 @@ class Seq2SeqBackbone(Backbone):
         self.num_encoder_layers = check_positive_int("num_encoder_layers", num_encoder_layers)
         self.num_decoder_layers = check_positive_int("num_decoder_layers", num_decoder_layers)
         self._set_block_arguments(
-            num_heads, hidden_dim, intermediate_dim, dropout, activation, normalization,
-            norm_epsilon,
+            hidden_dim, intermediate_dim, dropout, activation, normalization, norm_epsilon
+        )
+        self._set_head_counts(num_heads)
+        self.head_dim = resolve_head_dim(
+            head_dim,
+            self.hidden_dim,
+            self.encoder_head_counts + self.decoder_head_counts + self.cross_attention_head_counts,
         )
         self.norm_first = bool(norm_first)
         self.position_encoding = check_choice(
@@ -128,13 +199,14 @@ class Seq2SeqBackbone(Backbone):
                 f"{target_vocabulary_size}"
             )
 
-        def embedding(vocabulary_size, length, name):
+        def embedding(vocabulary_size, length, tie_weights, name):
             return TokenAndPositionEmbedding(
                 vocabulary_size,
                 length,
                 hidden_dim,
                 position_encoding=position_encoding,
                 scale_embeddings=True,
+                tie_weights=tie_weights,
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -144,26 +216,40 @@ class Seq2SeqBackbone(Backbone):
         self.source_embedding = embedding(
             source_vocabulary_size,
             shared_length if share_embeddings else source_length,
+            # An unshared source layer never projects: no matrix for it.
+            self.tie_embeddings or not share_embeddings,
             "source_embedding",
         )
         self.target_embedding = (
             self.source_embedding
             if share_embeddings
-            else embedding(target_vocabulary_size, target_length, "target_embedding")
+            else embedding(
+                target_vocabulary_size, target_length, self.tie_embeddings, "target_embedding"
+            )
         )
         self.embedding_dropout = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="embedding_dropout"
         )
-        block_kwargs = self._block_kwargs(norm_first=norm_first)
         self.encoder_blocks = [
-            TransformerEncoderBlock(**block_kwargs, name=f"encoder_block_{i}")
-            for i in range(num_encoder_layers)
+            TransformerEncoderBlock(
+                **self._block_kwargs(norm_first=norm_first, num_heads=count),
+                name=f"encoder_block_{i}",
+            )
+            for i, count in enumerate(self.encoder_head_counts)
         ]
         self.decoder_blocks = [
             TransformerDecoderBlock(
-                **block_kwargs, use_cross_attention=True, name=f"decoder_block_{i}"
+                **self._block_kwargs(
+                    norm_first=norm_first,
+                    num_heads=count,
+                    use_cross_attention=True,
+                    cross_attention_num_heads=cross_count,
+                ),
+                name=f"decoder_block_{i}",
             )
-            for i in range(num_decoder_layers)
+            for i, (count, cross_count) in enumerate(
+                zip(self.decoder_head_counts, self.cross_attention_head_counts)
+            )
         ]
         # Pre-norm stacks need a final norm; post-norm blocks end with one.
         self.encoder_norm = self.decoder_norm = None
@@ -174,20 +260,57 @@ class Seq2SeqBackbone(Backbone):
             self.decoder_norm = make_normalization(
                 normalization, norm_epsilon, dtype=self.dtype_policy, name="decoder_norm"
             )
-        self.output_projection = None
-        if not tie_embeddings:
-            self.output_projection = keras.layers.Dense(
-                target_vocabulary_size,
-                use_bias=False,
-                dtype=self.dtype_policy,
-                name="output_projection",
-            )
         self.build()
+
+    def _set_head_counts(self, num_heads):
+        layers = {
+            "encoder": self.num_encoder_layers,
+            "decoder": self.num_decoder_layers,
+            "cross_attention": self.num_decoder_layers,
+        }
+        if isinstance(num_heads, dict):
+            if set(num_heads) != set(HEAD_GROUPS):
+                raise ValueError(
+                    "`num_heads` as a dict must have exactly the keys "
+                    f"{list(HEAD_GROUPS)}, each a list of head counts (one per layer). "
+                    f"Received keys: {sorted(num_heads)}"
+                )
+            counts = {
+                group: resolve_head_counts(f"num_heads[{group!r}]", num_heads[group], layers[group])
+                for group in HEAD_GROUPS
+            }
+            self.num_heads = {
+                group: [int(c) for c in num_heads[group]]
+                if isinstance(num_heads[group], (list, tuple))
+                else int(num_heads[group])
+                for group in HEAD_GROUPS
+            }
+        else:
+            counts = {
+                group: resolve_head_counts("num_heads", num_heads, layers[group])
+                for group in HEAD_GROUPS
+            }
+            self.num_heads = int(num_heads)
+        self.encoder_head_counts = counts["encoder"]
+        self.decoder_head_counts = counts["decoder"]
+        self.cross_attention_head_counts = counts["cross_attention"]
+
+    @property
+    def source_token_embedding(self):
+        """The source `keras.layers.ReversibleEmbedding` (ids -> token embeddings)."""
+        return self.source_embedding.token_embedding
+
+    @property
+    def target_token_embedding(self):
+        """The target `keras.layers.ReversibleEmbedding`; with `reverse=True`
+        it projects decoder hidden states onto the target vocabulary."""
+        return self.target_embedding.token_embedding
 
     def build(self, input_shape=None):
         hidden_shape = (None, None, self.hidden_dim)
         self.source_embedding.build()
-        self.target_embedding.build()
+        if not self.share_embeddings:
+            self.target_embedding.build()
         for block in self.encoder_blocks:
             block.build(hidden_shape)
         for block in self.decoder_blocks:
@@ -195,50 +318,161 @@ class Seq2SeqBackbone(Backbone):
         for norm in (self.encoder_norm, self.decoder_norm):
             if norm is not None:
                 norm.build(hidden_shape)
-        if self.output_projection is not None:
-            self.output_projection.build(hidden_shape)
         self.built = True
 
     # ------------------------------------------------------------- encoder
 
-    def encode(self, source_ids, training=None):
-        """Returns `(encoder_outputs (B, S, hidden_dim), source_mask (B, S))`."""
-        check_rank("source_ids", source_ids.shape, 2, "(batch, source_time)")
-        source_mask = ops.not_equal(source_ids, 0)
-        x = self.embedding_dropout(self.source_embedding(source_ids), training=training)
-        for block in self.encoder_blocks:
-            x = block(x, padding_mask=source_mask, training=training)
+    def _run_encoder(self, inputs, training, head_mask, return_attention_scores):
+        token_embeddings, source_mask, _ = self._token_inputs(
+            inputs,
+            "source_ids",
+            "source_token_embeddings",
+            "source_padding_mask",
+            self.source_token_embedding,
+        )
+        if source_mask is None:
+            source_mask = ops.ones(ops.shape(token_embeddings)[:2], "bool")
+        head_masks = split_head_mask("encoder_head_mask", head_mask, self.encoder_head_counts)
+        x = self.source_embedding.add_positions(token_embeddings)
+        x = self.embedding_dropout(x, training=training)
+        scores = []
+        for block, block_head_mask in zip(self.encoder_blocks, head_masks):
+            x = block(
+                x,
+                padding_mask=source_mask,
+                head_mask=block_head_mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+            if return_attention_scores:
+                x, block_scores = x
+                scores.append(block_scores)
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
+        return x, source_mask, scores
+
+    def encode(self, source, training=None, source_padding_mask=None):
+        """Runs the encoder.
+
+        Args:
+            source: int source ids `(batch, source_time)` (0 is padding), or
+                a dict as the call's inputs holding `"source_ids"` or
+                `"source_token_embeddings"` and optionally
+                `"source_padding_mask"`.
+            source_padding_mask: optional `(batch, source_time)`, True for
+                real tokens.
+
+        Returns:
+            `(encoder_outputs (batch, source_time, hidden_dim),
+            source_mask (batch, source_time))`, the inputs of
+            `cross_attention_caches` and `decode_with_cache`.
+        """
+        if not isinstance(source, dict):
+            source = {"source_ids": source}
+        if source_padding_mask is not None:
+            source = dict(source, source_padding_mask=source_padding_mask)
+        x, source_mask, _ = self._run_encoder(source, training, None, False)
         return x, source_mask
 
     # ------------------------------------------------------------- decoder
 
-    def _logits(self, hidden):
-        if self.decoder_norm is not None:
-            hidden = self.decoder_norm(hidden)
-        if self.output_projection is None:
-            logits = self.target_embedding(hidden, reverse=True)
-        else:
-            logits = self.output_projection(hidden)
-        return ops.cast(logits, "float32")
-
-    def decode(self, target_ids, encoder_outputs, source_mask, training=None):
-        """Logits for every target position, attending to the encoder."""
-        check_rank("target_ids", target_ids.shape, 2, "(batch, target_time)")
-        x = self.embedding_dropout(self.target_embedding(target_ids), training=training)
-        for block in self.decoder_blocks:
+    def _run_decoder(
+        self, inputs, encoder_outputs, source_mask, training, head_mask, cross_head_mask,
+        return_attention_scores,
+    ):
+        token_embeddings, target_mask, _ = self._token_inputs(
+            inputs,
+            "target_ids",
+            "target_token_embeddings",
+            "target_padding_mask",
+            self.target_token_embedding,
+        )
+        head_masks = split_head_mask("decoder_head_mask", head_mask, self.decoder_head_counts)
+        cross_head_masks = split_head_mask(
+            "cross_attention_head_mask", cross_head_mask, self.cross_attention_head_counts
+        )
+        x = self.target_embedding.add_positions(token_embeddings)
+        x = self.embedding_dropout(x, training=training)
+        self_scores, cross_scores = [], []
+        for block, block_head_mask, block_cross_mask in zip(
+            self.decoder_blocks, head_masks, cross_head_masks
+        ):
             x = block(
                 x,
                 encoder_sequence=encoder_outputs,
+                decoder_padding_mask=target_mask,
                 encoder_padding_mask=source_mask,
+                head_mask=block_head_mask,
+                cross_head_mask=block_cross_mask,
+                return_attention_scores=return_attention_scores,
                 training=training,
             )
-        return self._logits(x)
+            if return_attention_scores:
+                x, block_scores = x
+                self_scores.append(block_scores["self_attention"])
+                cross_scores.append(block_scores["cross_attention"])
+        if self.decoder_norm is not None:
+            x = self.decoder_norm(x)
+        return x, self_scores, cross_scores
 
-    def call(self, inputs, training=None):
-        encoder_outputs, source_mask = self.encode(inputs["source_ids"], training=training)
-        return self.decode(inputs["target_ids"], encoder_outputs, source_mask, training=training)
+    def decode(self, target, encoder_outputs, source_mask, training=None):
+        """Decoder hidden states `(batch, target_time, hidden_dim)` (after the
+        final norm) for every target position, attending to the encoder.
+
+        `target` is int target ids `(batch, target_time)` or a dict holding
+        `"target_ids"` or `"target_token_embeddings"` and optionally
+        `"target_padding_mask"`."""
+        if not isinstance(target, dict):
+            target = {"target_ids": target}
+        x, _, _ = self._run_decoder(
+            target, encoder_outputs, source_mask, training, None, None, False
+        )
+        return x
+
+    def call(
+        self,
+        inputs,
+        training=None,
+        return_attention_scores=False,
+        encoder_head_mask=None,
+        decoder_head_mask=None,
+        cross_attention_head_mask=None,
+    ):
+        if not isinstance(inputs, dict):
+            raise ValueError(
+                "`inputs` must be a dict with `source_ids` (or `source_token_embeddings`) and "
+                f"`target_ids` (or `target_token_embeddings`). Received: {type(inputs).__name__}"
+            )
+        # Unknown keys are reported by the side they were routed to.
+        source = {k: v for k, v in inputs.items() if k.startswith("source_")}
+        target = {k: v for k, v in inputs.items() if not k.startswith("source_")}
+        encoder_outputs, source_mask, encoder_scores = self._run_encoder(
+            source, training, encoder_head_mask, return_attention_scores
+        )
+        decoder_outputs, self_scores, cross_scores = self._run_decoder(
+            target,
+            encoder_outputs,
+            source_mask,
+            training,
+            decoder_head_mask,
+            cross_attention_head_mask,
+            return_attention_scores,
+        )
+        outputs = {
+            "encoder_sequence_output": encoder_outputs,
+            "decoder_sequence_output": decoder_outputs,
+        }
+        if return_attention_scores:
+            outputs["encoder_attention_scores"] = stack_attention_scores(
+                encoder_scores, max(self.encoder_head_counts)
+            )
+            outputs["decoder_attention_scores"] = stack_attention_scores(
+                self_scores, max(self.decoder_head_counts)
+            )
+            outputs["cross_attention_scores"] = stack_attention_scores(
+                cross_scores, max(self.cross_attention_head_counts)
+            )
+        return outputs
 
     # ------------------------------------------------------ cached decoding
 
@@ -270,17 +504,24 @@ class Seq2SeqBackbone(Backbone):
         """Runs `target_ids` written at `index` against the caches.
 
         Args:
-            target_ids: int `(batch, new_tokens)`.
+            target_ids: int `(batch, new_tokens)`; id 0 queries attend to
+                nothing (padding).
             caches: self-attention caches (from `empty_caches` or a previous
                 call).
             cross_caches: from `cross_attention_caches`.
-            source_mask: bool `(batch, source_time)`.
+            source_mask: bool `(batch, source_time)`, from `encode`.
             index: int or scalar int tensor, position of `target_ids[:, 0]`.
 
         Returns:
-            `(logits (batch, new_tokens, vocabulary), updated caches)`.
+            `(hidden (batch, new_tokens, hidden_dim), updated caches)`; the
+            hidden states are after the final norm, as
+            `decoder_sequence_output`.
         """
-        x = self.target_embedding(target_ids, start_index=index)
+        check_rank("target_ids", target_ids.shape, 2, "(batch, new_tokens)")
+        x = self.target_embedding.add_positions(
+            self.target_token_embedding(target_ids), start_index=index
+        )
+        query_mask = ops.not_equal(target_ids, 0)
         updated = []
         for block, cache, cross_cache in zip(self.decoder_blocks, caches, cross_caches):
             x, cache, _ = block(
@@ -289,6 +530,9 @@ class Seq2SeqBackbone(Backbone):
                 self_attention_cache=cache,
                 self_attention_cache_update_index=index,
                 cross_attention_cache=cross_cache,
+                mask=query_mask,
             )
             updated.append(cache)
-        return self._logits(x), tuple(updated)
+        if self.decoder_norm is not None:
+            x = self.decoder_norm(x)
+        return x, tuple(updated)

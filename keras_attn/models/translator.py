@@ -121,7 +121,14 @@ class Translator(Task):
         return super().from_preset(preset, **kwargs)
 
     def call(self, inputs, training=None):
-        return self.backbone(inputs, training=training)
+        hidden = self.backbone(inputs, training=training)["decoder_sequence_output"]
+        return self.vocabulary_logits(hidden)
+
+    def vocabulary_logits(self, hidden):
+        """float32 target-vocabulary logits `(..., target_vocabulary_size)`
+        from decoder hidden states, through the backbone's (tied or untied)
+        reversible target token embedding."""
+        return ops.cast(self.backbone.target_token_embedding(hidden, reverse=True), "float32")
 
     # ---------------------------------------------------------------- data
 
@@ -324,10 +331,10 @@ class Translator(Task):
 
         def next_fn(ids, cache, index):
             self_caches, cross_caches, mask = cache
-            logits, self_caches = self.backbone.decode_with_cache(
+            hidden, self_caches = self.backbone.decode_with_cache(
                 ids, self_caches, cross_caches, mask, index
             )
-            return logits[:, -1], (self_caches, cross_caches, mask)
+            return self.vocabulary_logits(hidden[:, -1:])[:, 0], (self_caches, cross_caches, mask)
 
         bos = ops.full((batch_size, 1), self.target_tokenizer.bos_id, "int32")
         token_ids = ops.concatenate([bos, ops.zeros((batch_size, length - 1), "int32")], axis=1)

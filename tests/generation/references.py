@@ -145,9 +145,12 @@ def tiny_decoder_lm(vocab=12, length=10, seed=0):
     # Id 0 is padding (masked by the embedding): the model never predicts it.
     no_padding = np.where(np.arange(vocab) == 0, -1e9, 0.0).astype("float32")
 
+    def logits_of(hidden):
+        return ops.convert_to_numpy(model.token_embedding(hidden, reverse=True))
+
     def next_fn(token_ids, caches, index):
-        logits, caches = model.call_with_cache(token_ids, caches, index)
-        return logits[:, -1] + no_padding, caches
+        hidden, caches = model.call_with_cache(token_ids, caches, index)
+        return model.token_embedding(hidden[:, -1], reverse=True) + no_padding, caches
 
     def empty_caches(batch):
         return list(model.empty_caches(batch, length))
@@ -155,6 +158,7 @@ def tiny_decoder_lm(vocab=12, length=10, seed=0):
     def logits_fn(prefix):
         padded = np.zeros((1, length), "int32")
         padded[0, : len(prefix)] = prefix
-        return ops.convert_to_numpy(model(padded))[0, len(prefix) - 1] + no_padding
+        hidden = model(padded)["sequence_output"]
+        return logits_of(hidden)[0, len(prefix) - 1] + no_padding
 
     return next_fn, empty_caches, logits_fn

@@ -104,6 +104,42 @@ def test_reverse_uses_transposed_token_matrix():
     np.testing.assert_allclose(numpy_of(layer(hidden, reverse=True)), 2 * logits, rtol=1e-5)
 
 
+def test_untied_reverse_uses_its_own_matrix(tmp_path):
+    layer = make_layer(tie_weights=False)
+    assert isinstance(layer.token_embedding, keras.layers.ReversibleEmbedding)
+    hidden = np.random.default_rng(2).normal(size=(2, 5, 6)).astype("float32")
+    logits = numpy_of(layer(hidden, reverse=True))
+    reverse = numpy_of(layer.token_embedding.reverse_embeddings)
+    assert reverse.shape == (6, 20)
+    np.testing.assert_allclose(logits, hidden @ reverse, rtol=1e-5, atol=1e-6)
+    tied = make_layer()
+    tied.build()
+    assert len(layer.weights) == len(tied.weights) + 1
+    run_layer_checks(
+        TokenAndPositionEmbedding,
+        {"vocabulary_size": 20, "sequence_length": 8, "embedding_dim": 6, "tie_weights": False},
+        {"inputs": hidden},
+        tmp_path,
+        call_kwargs={"reverse": True},
+        expected_output_shape=(2, 5, 20),
+    )
+
+
+@pytest.mark.parametrize("position_encoding", ["learned", "sinusoidal", "none"])
+def test_forward_is_token_lookup_then_add_positions(position_encoding):
+    layer = make_layer(position_encoding=position_encoding, scale_embeddings=True)
+    looked_up = layer.token_embedding(TOKEN_IDS)
+    np.testing.assert_allclose(
+        numpy_of(layer.add_positions(looked_up, start_index=1)),
+        numpy_of(layer(TOKEN_IDS, start_index=1)),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="token_embeddings.*embedding_dim=6"):
+        layer.add_positions(np.zeros((2, 5, 4), "float32"))
+    with pytest.raises(ValueError, match="start_index"):
+        layer.add_positions(numpy_of(looked_up), start_index=4)
+
+
 def test_padding_mask_reaches_next_layer():
     class MaskProbe(keras.layers.Layer):
         def __init__(self, **kwargs):

@@ -339,3 +339,35 @@ def test_bad_arguments(kwargs, name):
 def test_hidden_dim_not_divisible_by_num_heads():
     with pytest.raises(ValueError, match="`num_heads`"):
         TransformerDecoderBlock(num_heads=3, intermediate_dim=8)(X)
+
+
+def test_cross_attention_num_heads_sets_the_cross_attention_heads(tmp_path):
+    config = dict(CONFIGS["cross_post_rms_gelu"], cross_attention_num_heads=2, key_dim=4)
+    block = TransformerDecoderBlock(**config)
+    output, scores = block(X, ENC, return_attention_scores=True)
+    assert scores["self_attention"].shape == (B, 4, T, T)
+    assert scores["cross_attention"].shape == (B, 2, T, S)
+    assert block.cross_attention.query_dense.kernel.shape == (D, 2, 4)
+    assert block.get_config()["cross_attention_num_heads"] == 2
+    assert TransformerDecoderBlock(**CONFIGS["cross_post_rms_gelu"]).get_config()[
+        "cross_attention_num_heads"
+    ] == 4
+    run_layer_checks(
+        TransformerDecoderBlock,
+        config,
+        {"decoder_sequence": X, "encoder_sequence": ENC},
+        tmp_path,
+        expected_output_shape=(B, T, D),
+    )
+
+
+def test_bad_cross_attention_num_heads():
+    with pytest.raises(ValueError, match="`cross_attention_num_heads`.*num_key_value_heads"):
+        TransformerDecoderBlock(
+            num_heads=4, num_key_value_heads=2, cross_attention_num_heads=3, intermediate_dim=8,
+            use_cross_attention=True,
+        )
+    with pytest.raises(ValueError, match="`cross_attention_num_heads`"):
+        TransformerDecoderBlock(
+            num_heads=2, cross_attention_num_heads=3, intermediate_dim=8, use_cross_attention=True
+        )(X, ENC)

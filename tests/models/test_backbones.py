@@ -1,5 +1,6 @@
 """DecoderBackbone, EncoderBackbone and Seq2SeqBackbone: caches, padding,
-published parameter counts, XLA, mixed precision and tf.distribute."""
+published parameter counts, XLA, mixed precision and tf.distribute. (The
+output contract, head masks and embedding inputs: test_backbone_contract.py.)"""
 
 import keras
 import numpy as np
@@ -90,21 +91,22 @@ def test_decoder_cached_steps_equal_full_pass(position_encoding):
     backbone = DecoderBackbone(**TINY_DECODER, position_encoding=position_encoding,
                                num_key_value_heads=1)
     ids = _ids(2, 12)
-    full = _np(backbone(ids))
+    full = _np(backbone(ids)["sequence_output"])
     caches = backbone.empty_caches(2)
-    logits, caches = backbone.call_with_cache(ids[:, :5], caches, 0)
-    np.testing.assert_allclose(_np(logits), full[:, :5], atol=1e-5)
+    hidden, caches = backbone.call_with_cache(ids[:, :5], caches, 0)
+    np.testing.assert_allclose(_np(hidden), full[:, :5], atol=1e-5)
     for i in range(5, 12):
-        logits, caches = backbone.call_with_cache(ids[:, i : i + 1], caches, i)
-        np.testing.assert_allclose(_np(logits)[:, 0], full[:, i], atol=1e-5)
+        hidden, caches = backbone.call_with_cache(ids[:, i : i + 1], caches, i)
+        np.testing.assert_allclose(_np(hidden)[:, 0], full[:, i], atol=1e-5)
 
 
-def test_decoder_future_tokens_do_not_change_earlier_logits():
+def test_decoder_future_tokens_do_not_change_earlier_outputs():
     backbone = DecoderBackbone(**TINY_DECODER)
     ids = _ids(2, 12)
     changed = ids.copy()
     changed[:, 6:] = _ids(2, 6, seed=1)
-    a, b = _np(backbone(ids)), _np(backbone(changed))
+    a = _np(backbone(ids)["sequence_output"])
+    b = _np(backbone(changed)["sequence_output"])
     np.testing.assert_allclose(a[:, :6], b[:, :6], atol=1e-5)
     assert not np.allclose(a[:, 6:], b[:, 6:])
 
@@ -114,14 +116,16 @@ def test_seq2seq_cached_decoding_equals_full_pass():
     source = _ids(2, 10)
     source[1, 6:] = 0
     target = _ids(2, 8, seed=2)
-    full = _np(backbone({"source_ids": source, "target_ids": target}))
+    outputs = backbone({"source_ids": source, "target_ids": target})
+    full = _np(outputs["decoder_sequence_output"])
     encoded, source_mask = backbone.encode(source)
+    np.testing.assert_allclose(_np(encoded), _np(outputs["encoder_sequence_output"]), atol=1e-6)
     cross = backbone.cross_attention_caches(encoded)
     caches = backbone.empty_caches(2)
     for i in range(8):
-        logits, caches = backbone.decode_with_cache(target[:, i : i + 1], caches, cross,
+        hidden, caches = backbone.decode_with_cache(target[:, i : i + 1], caches, cross,
                                                     source_mask, i)
-        np.testing.assert_allclose(_np(logits)[:, 0], full[:, i], atol=1e-5)
+        np.testing.assert_allclose(_np(hidden)[:, 0], full[:, i], atol=1e-5)
 
 
 def test_encoder_padding_does_not_change_real_positions():
@@ -139,7 +143,7 @@ def test_encoder_padding_does_not_change_real_positions():
     )
 
 
-def test_seq2seq_source_padding_does_not_change_logits():
+def test_seq2seq_source_padding_does_not_change_decoder_outputs():
     backbone = Seq2SeqBackbone(**TINY_SEQ2SEQ)
     source = _ids(2, 10)
     source[:, 7:] = 0
@@ -151,7 +155,9 @@ def test_seq2seq_source_padding_does_not_change_logits():
     short = Seq2SeqBackbone.from_config(dict(backbone.get_config(), source_length=7,
                                              share_embeddings=True))
     short.set_weights(backbone.get_weights())
-    np.testing.assert_allclose(_np(a), _np(short(other_backbone_input)), atol=1e-5)
+    np.testing.assert_allclose(_np(a["decoder_sequence_output"]),
+                               _np(short(other_backbone_input)["decoder_sequence_output"]),
+                               atol=1e-5)
 
 
 # --------------------------------------------------- config and training
@@ -183,8 +189,26 @@ def test_backbone_config_and_keras_file_round_trip(name, tmp_path):
         np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
 
 
+class TinyLanguageModel(keras.Model):
+    """The smallest task: a backbone's hidden states projected onto the
+    vocabulary with its reversible token embedding, as the tasks do."""
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs, training=None):
+        outputs = self.backbone(inputs, training=training)
+        if isinstance(self.backbone, Seq2SeqBackbone):
+            hidden, projection = (outputs["decoder_sequence_output"],
+                                  self.backbone.target_token_embedding)
+        else:
+            hidden, projection = outputs["sequence_output"], self.backbone.token_embedding
+        return ops.cast(projection(hidden, reverse=True), "float32")
+
+
 def _fit_lm(cls, config, inputs, targets, **compile_kwargs):
-    model = cls(**config)
+    model = TinyLanguageModel(cls(**config))
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=MaskedSparseCategoricalCrossentropy(), **compile_kwargs)
     return model, model.fit(inputs, targets, batch_size=4, epochs=3, verbose=0)
@@ -199,7 +223,7 @@ def test_language_backbones_train_with_xla_and_mixed_precision(name, policy):
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0]
-    assert model.compute_dtype == keras.config.dtype_policy().compute_dtype
+    assert model.backbone.compute_dtype == keras.config.dtype_policy().compute_dtype
 
 
 @pytest.mark.parametrize("name", ["decoder", "seq2seq"])
