@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -57,8 +59,7 @@ def _quickstart(args):
 
     metrics = run_quickstart(fast=args.fast, seed=args.seed, output_dir=args.output_dir)
     if args.metrics_json:
-        with open(args.metrics_json, "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2)
+        write_json_atomically(args.metrics_json, metrics)
     return 0
 
 
@@ -200,8 +201,7 @@ def _evaluate(args):
         print(f"  {sample}", file=sys.stderr)
     text = json.dumps(metrics, indent=2)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_text_atomically(args.json, text + "\n")
     print(text)
     return 0
 

@@ -1,13 +1,13 @@
 """`export(model, path)`: a task as a TensorFlow SavedModel that serves text."""
 
 import inspect
-import json
 import os
 
 import keras
 
+from keras_attn import __version__
 from keras_attn.export import endpoints as endpoint_builders
-from keras_attn.models.task import write_directory_atomically
+from keras_attn.utils.atomic_files import write_directory_atomically, write_json_atomically
 
 # Written next to the SavedModel (TF Serving ignores `assets.extra`): which
 # task, which signatures, and the options baked into them.
@@ -137,7 +137,7 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
         "signatures": [endpoint.name for endpoint in endpoints],
         "jit_compile": bool(jit_compile),
         "options": {k: v for k, v in options.items() if v is not None},
-        "keras_attn_version": _version(),
+        "keras_attn_version": __version__,
     }
 
     def write(directory):
@@ -148,13 +148,6 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
         archive.write_out(directory, verbose=False)
         metadata_path = os.path.join(directory, METADATA_FILE)
         os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
-        with open(metadata_path, "w", encoding="utf-8") as file:
-            json.dump(metadata, file, indent=2)
+        write_json_atomically(metadata_path, metadata)
 
     write_directory_atomically(path, write, overwrite=overwrite)
-
-
-def _version():
-    from keras_attn import __version__
-
-    return __version__

@@ -1,46 +1,20 @@
 """What every ready-made model shares: a backbone, a tokenizer, presets and
 preset directories."""
 
+import inspect
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 
+from keras_attn import __version__
+from keras_attn.tokenizers import ByteTokenizer, Tokenizer
 from keras_attn.utils.arguments import check_choice
+from keras_attn.utils.atomic_files import write_directory_atomically, write_json_atomically
 
 PRESET_CONFIG_FILE = "config.json"
 PRESET_WEIGHTS_FILE = "model.weights.h5"
 PRESET_TOKENIZER_DIR = "tokenizer"
-
-
-def write_directory_atomically(path, write, overwrite=False):
-    """Calls `write(tmp_dir)` and moves the result to `path` only on success.
-
-    A failure leaves any earlier directory at `path` intact; an existing
-    `path` is replaced only with `overwrite=True`.
-    """
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"`path` already exists: {path!r}. Pass overwrite=True to replace it."
-        )
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".keras_attn_", dir=parent)
-    try:
-        write(staging)
-        if os.path.exists(path):
-            retired = staging + ".old"
-            os.rename(path, retired)
-            os.rename(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def deserialize_part(value):
@@ -67,8 +41,6 @@ def check_tokenizer_fits(tokenizer, vocabulary_size, name="tokenizer"):
 def tokenizer_and_vocabulary(tokenizer, backbone_config, key="vocabulary_size"):
     """The given tokenizer (default: byte-level) and a backbone config whose
     vocabulary defaults to the tokenizer's."""
-    from keras_attn.tokenizers import ByteTokenizer
-
     tokenizer = tokenizer or ByteTokenizer()
     backbone_config = dict(backbone_config)
     backbone_config.setdefault(key, tokenizer.vocabulary_size)
@@ -136,8 +108,6 @@ class Task(keras.Model):
 
     @classmethod
     def backbone_arguments(cls):
-        import inspect
-
         return set(inspect.signature(cls.backbone_cls.__init__).parameters) - {"self", "kwargs"}
 
     @classmethod
@@ -156,10 +126,9 @@ class Task(keras.Model):
             config = {
                 "task": keras.saving.get_registered_name(type(self)),
                 "config": self.get_config(),
-                "keras_attn_version": _version(),
+                "keras_attn_version": __version__,
             }
-            with open(os.path.join(directory, PRESET_CONFIG_FILE), "w", encoding="utf-8") as f:
-                json.dump(config, f, indent=2)
+            write_json_atomically(os.path.join(directory, PRESET_CONFIG_FILE), config)
             self.save_weights(os.path.join(directory, PRESET_WEIGHTS_FILE))
             for name in self.tokenizer_names:
                 tokenizer = getattr(self, name)
@@ -183,8 +152,6 @@ class Task(keras.Model):
                 f"`preset` directory {path!r} holds a {saved.get('task')!r} model, "
                 f"not a {expected!r}"
             )
-        from keras_attn.tokenizers import Tokenizer
-
         config = dict(saved["config"])
         for name in cls.tokenizer_names:
             tokenizer_dir = os.path.join(path, PRESET_TOKENIZER_DIR, name)
@@ -192,9 +159,3 @@ class Task(keras.Model):
         model = cls.from_config(config)
         model.load_weights(os.path.join(path, PRESET_WEIGHTS_FILE))
         return model
-
-
-def _version():
-    from keras_attn import __version__
-
-    return __version__

@@ -1,4 +1,5 @@
-"""Small helpers shared across keras-attn (argument checking)."""
+"""Small helpers shared across keras-attn: argument checks, atomic file writes,
+initializer cloning."""
 
 from keras_attn.utils.arguments import (
     check_choice,
@@ -7,6 +8,12 @@ from keras_attn.utils.arguments import (
     check_positive_number,
     check_rank,
     check_rate,
+)
+from keras_attn.utils.atomic_files import (
+    replace_path,
+    write_directory_atomically,
+    write_json_atomically,
+    write_text_atomically,
 )
 from keras_attn.utils.initializers import clone_initializer
 
@@ -18,4 +25,8 @@ __all__ = [
     "check_rank",
     "check_rate",
     "clone_initializer",
+    "replace_path",
+    "write_directory_atomically",
+    "write_json_atomically",
+    "write_text_atomically",
 ]
