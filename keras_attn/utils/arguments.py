@@ -32,6 +32,10 @@ from keras import ops
 class ArgumentError(ValueError):
     """A bad argument: `` `name` must <verb> <expected>. Received: ...``.
 
+    Build one with `ArgumentError.of(name, expected, value)`. The constructor
+    takes the message alone as well, as Keras does when it re-raises an error
+    from inside a layer call with the call's arguments appended.
+
     Attributes:
         name: the argument as shown (e.g. `"top_p"`, `"requires[0]"`).
         expected: what it must be, e.g. `"a positive integer"`.
@@ -39,17 +43,20 @@ class ArgumentError(ValueError):
         verb: `"be"`, or e.g. `"have"` for `"have rank 3"`.
     """
 
-    def __init__(self, name, expected, value, received=None, verb="be"):
+    def __init__(self, message, name=None, expected=None, value=None, verb="be"):
+        super().__init__(message)
         self.name = name
         self.expected = expected
         self.value = value
         self.verb = verb
-        self._received = received
-        shown = f"{name}={value!r}" if received is None else received
-        super().__init__(f"`{name}` must {verb} {expected}. Received: {shown}")
 
-    def __reduce__(self):
-        return type(self), (self.name, self.expected, self.value, self._received, self.verb)
+    @classmethod
+    def of(cls, name, expected, value, received=None, verb="be"):
+        """The error for argument `name`; `received` replaces the default
+        `name=value!r` after "Received:" (e.g. a tensor's shape)."""
+        shown = f"{name}={value!r}" if received is None else received
+        message = f"`{name}` must {verb} {expected}. Received: {shown}"
+        return cls(message, name=name, expected=expected, value=value, verb=verb)
 
 
 def _is_int(value):
@@ -69,7 +76,7 @@ def _checked(name, value, valid, expected, allow_none=False):
     if value is None and allow_none:
         return value
     if not valid(value):
-        raise ArgumentError(name, expected + (" or None" if allow_none else ""), value)
+        raise ArgumentError.of(name, expected + (" or None" if allow_none else ""), value)
     return value
 
 
@@ -247,7 +254,7 @@ def check_number_or_scalar_tensor(name, value, check):
         return check(name, value.item() if isinstance(value, np.generic) else value)
     tensor = ops.convert_to_tensor(value)
     if len(tensor.shape) != 0:
-        raise ArgumentError(
+        raise ArgumentError.of(
             name, "a number or a scalar tensor", value,
             received=f"{name} with shape {tuple(tensor.shape)}",
         )
@@ -273,7 +280,7 @@ def check_rank(name, shape, ranks, description=None):
     if rank not in ranks:
         wanted = " or ".join(str(r) for r in ranks)
         layout = f" {description}" if description else ""
-        raise ArgumentError(
+        raise ArgumentError.of(
             name, f"rank {wanted}{layout}", shape,
             received=f"{name} with shape {tuple(shape)} (rank {rank})", verb="have",
         )

@@ -183,6 +183,13 @@ def test_the_error_keeps_its_parts_and_survives_pickling():
     assert (copy.name, copy.expected, copy.value) == ("epochs", "a positive integer", "ten")
 
 
+def test_the_error_can_be_rebuilt_from_its_message_alone():
+    # Keras re-raises errors from a layer's call() as `type(error)(message)`.
+    rebuilt = ArgumentError("`units` must be a positive integer. Received: units=0\n(more)")
+    assert isinstance(rebuilt, ValueError) and str(rebuilt).endswith("(more)")
+    assert rebuilt.name is None
+
+
 # ------------------------------------------------------------------ tensors
 
 
