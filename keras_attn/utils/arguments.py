@@ -169,7 +169,7 @@ def check_unit_interval(name, value):
 
 def check_boolean(name, value):
     """Raises unless `value` is `True` or `False` (not 0 / 1, not a string)."""
-    return _checked(name, value, lambda v: isinstance(v, bool), "a boolean (true or false)")
+    return _checked(name, value, lambda v: isinstance(v, bool), "a boolean, true or false")
 
 
 def check_string(name, value):
