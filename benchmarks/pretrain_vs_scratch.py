@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from keras_attn.datasets import sentiment_with_negation
+from keras_attn.data import sentiment_with_negation
 from keras_attn.models import Classifier, MaskedLanguageModel
 from keras_attn.tokenizers import WordPieceTokenizer
 from keras_attn.training import MaskedSparseCategoricalCrossentropy

@@ -18,6 +18,15 @@ import json
 import os
 import sys
 
+from keras_attn.utils.arguments import (
+    ArgumentError,
+    check_non_negative_int,
+    check_non_negative_number,
+    check_positive_int,
+    check_unit_interval,
+)
+from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -58,8 +67,7 @@ def _quickstart(args):
 
     metrics = run_quickstart(fast=args.fast, seed=args.seed, output_dir=args.output_dir)
     if args.metrics_json:
-        with open(args.metrics_json, "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2)
+        write_json_atomically(args.metrics_json, metrics)
     return 0
 
 
@@ -201,8 +209,7 @@ def _evaluate(args):
         print(f"  {sample}", file=sys.stderr)
     text = json.dumps(metrics, indent=2)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        write_text_atomically(args.json, text + "\n")
     print(text)
     return 0
 
@@ -336,21 +343,30 @@ def _serve_check(args):
 # ----------------------------------------------------------------- parser
 
 
-def _non_negative_float(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return value
+def _option_type(parse, check):
+    """An argparse `type`: the text parsed by `parse`, then checked by a
+    `keras_attn.utils.arguments` check; argparse names the option in its error,
+    e.g. `argument --epochs: must be a positive integer (got '0')`."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text  # the check rejects it and shows the text
+        try:
+            return check("value", value)
+        except ArgumentError as error:
+            raise argparse.ArgumentTypeError(
+                f"must {error.verb} {error.expected} (got {text!r})"
+            ) from None
+
+    return convert
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
-    return value
+_positive_int = _option_type(int, check_positive_int)
+_non_negative_int = _option_type(int, check_non_negative_int)
+_non_negative_float = _option_type(float, check_non_negative_number)
+_unit_interval_float = _option_type(float, check_unit_interval)
 
 
 def _add_input_options(parser, what="TEXT", help_text="texts"):
@@ -542,9 +558,9 @@ def build_parser():
                           help="most tokens to add to each prompt (default 32)")
     generate.add_argument("--temperature", type=_non_negative_float, default=0.0,
                           help="0: greedy (default); above 0: sample, higher is more random")
-    generate.add_argument("--top-k", type=int, default=0, metavar="K",
+    generate.add_argument("--top-k", type=_non_negative_int, default=0, metavar="K",
                           help="sample among the K most likely tokens (0: all; default)")
-    generate.add_argument("--top-p", type=float, default=1.0, metavar="P",
+    generate.add_argument("--top-p", type=_unit_interval_float, default=1.0, metavar="P",
                           help="nucleus sampling: the smallest set of tokens with probability "
                                ">= P (1.0: off; default)")
     generate.add_argument("--seed", type=int, metavar="N",

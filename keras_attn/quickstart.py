@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from keras_attn.datasets import alphabet_runs, number_words, sentiment_with_negation
+from keras_attn.data import alphabet_runs, number_words, sentiment_with_negation
 from keras_attn.models import Classifier, Generator, Translator
 from keras_attn.tokenizers import WordPieceTokenizer
 

@@ -4,7 +4,9 @@ Every loader returns `TranslationData(sources, targets)`,
 `ClassificationData(texts, labels, label_names)` or `TextData(texts)`, which
 the models' `make_dataset` takes as they are:
 
-- built-in tasks generated on the fly: `load_builtin`, `BUILTIN_DATASETS`;
+- built-in tasks generated on the fly: `load_builtin`, `BUILTIN_DATASETS`,
+  and their generators as plain functions (`number_words`, `dates`,
+  `sentiment_with_negation`, `alphabet_runs`, `sorted_letters`, ...);
 - TensorFlow Datasets: `load_tfds_translation`, `load_tfds_classification`,
   `load_tfds_text`;
 - your files: `read_translation_pairs`, `read_classification`, `read_text`;
@@ -24,6 +26,18 @@ from keras_attn.data.builtin import (
 from keras_attn.data.examples import ClassificationData, LoadReport, TextData, TranslationData
 from keras_attn.data.files import read_classification, read_text, read_translation_pairs
 from keras_attn.data.loading import SOURCES, allowed_keys, load_dataset
+from keras_attn.data.synthetic import (
+    DATE_TEMPLATES,
+    alphabet_runs,
+    date_to_words,
+    dates,
+    number_to_words,
+    number_words,
+    ordinal_words,
+    sentiment_with_negation,
+    sorted_letters,
+    year_to_words,
+)
 from keras_attn.data.tfds_loaders import (
     chunk_lines,
     load_tfds_classification,
@@ -33,26 +47,36 @@ from keras_attn.data.tfds_loaders import (
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "BuiltinDataset",
+    "ClassificationData",
+    "DATE_TEMPLATES",
+    "LoadReport",
     "SOURCES",
     "SPLITS",
     "TASKS",
-    "BuiltinDataset",
-    "ClassificationData",
-    "LoadReport",
     "TextData",
     "TranslationData",
     "allowed_keys",
+    "alphabet_runs",
     "bucket_datasets",
     "bucketed_batches",
     "chunk_lines",
+    "date_to_words",
+    "dates",
     "length_buckets",
     "load_builtin",
     "load_dataset",
     "load_tfds_classification",
     "load_tfds_text",
     "load_tfds_translation",
+    "number_to_words",
+    "number_words",
+    "ordinal_words",
     "read_classification",
     "read_text",
     "read_translation_pairs",
+    "sentiment_with_negation",
+    "sorted_letters",
     "split_seed",
+    "year_to_words",
 ]

@@ -1,4 +1,4 @@
-"""Built-in datasets: the small tasks of `keras_attn.datasets`, generated on
+"""Built-in datasets: the small tasks of `keras_attn.data.synthetic`, generated on
 the fly (no download) with train / validation / test splits.
 
 Each split draws from its own seed, derived from `(seed, split)`, so the
@@ -23,8 +23,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_attn.data import synthetic
 from keras_attn.data.examples import ClassificationData, TextData, TranslationData
-from keras_attn.datasets import synthetic
 from keras_attn.utils.arguments import check_choice, check_non_negative_int, check_positive_int
 
 SPLITS = ("train", "validation", "test")

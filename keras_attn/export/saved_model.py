@@ -1,13 +1,13 @@
 """`export(model, path)`: a task as a TensorFlow SavedModel that serves text."""
 
 import inspect
-import json
 import os
 
 import keras
 
 from keras_attn.models.fine_tuning import has_lora, merge_lora
-from keras_attn.models.task import Task, write_directory_atomically
+from keras_attn.models.task import Task
+from keras_attn.utils.atomic_files import write_directory_atomically, write_json_atomically
 from keras_attn.version import __version__
 
 # Written next to the SavedModel (TF Serving ignores `assets.extra`): which
@@ -147,7 +147,6 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
         archive.write_out(directory, verbose=False)
         metadata_path = os.path.join(directory, METADATA_FILE)
         os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
-        with open(metadata_path, "w", encoding="utf-8") as file:
-            json.dump(metadata, file, indent=2)
+        write_json_atomically(metadata_path, metadata)
 
     write_directory_atomically(path, write, overwrite=overwrite)

@@ -5,15 +5,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.generation.decoding import (
-    call_next_fn,
-    check_prompts,
-    column,
-    concrete_value,
+from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.utils.arguments import (
+    check_non_negative_int,
+    check_number,
+    check_number_or_scalar_tensor,
+    check_positive_int,
     is_python_number,
-    write_column,
 )
-from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
 
 
 def length_penalty_factor(generated_length, alpha):
@@ -233,25 +232,6 @@ def beam_search(
 
 
 def _check_length_penalty(value):
-    if isinstance(value, bool) or value is None:
-        raise ValueError(
-            f"`length_penalty` must be a finite number. Received: length_penalty={value!r}"
-        )
-    if is_python_number(value):
-        if not np.isfinite(value):
-            raise ValueError(
-                f"`length_penalty` must be a finite number. Received: length_penalty={value!r}"
-            )
-        return float(value)
-    tensor = ops.convert_to_tensor(value)
-    if len(tensor.shape) != 0:
-        raise ValueError(
-            "`length_penalty` must be a number or a scalar tensor. Received: length_penalty "
-            f"with shape {tuple(tensor.shape)}"
-        )
-    known = concrete_value(tensor)
-    if known is not None and not np.isfinite(known):
-        raise ValueError(
-            f"`length_penalty` must be a finite number. Received: length_penalty={known.item()}"
-        )
-    return ops.cast(tensor, "float32")
+    """A finite Python float, or a float32 scalar tensor (checked when known)."""
+    value = check_number_or_scalar_tensor("length_penalty", value, check_number)
+    return float(value) if is_python_number(value) else ops.cast(value, "float32")

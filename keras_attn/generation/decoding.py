@@ -22,29 +22,17 @@ generated token before any later step reads it: a mixed-length batch gives
 what each prompt gives alone.
 """
 
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.utils.arguments import check_non_negative_int, check_rank
-
-
-def is_python_number(value):
-    """True for Python / NumPy scalars (not bools), which are static options."""
-    return isinstance(value, (numbers.Number, np.number)) and not isinstance(value, bool)
-
-
-def concrete_value(value):
-    """`value` as a NumPy array when it is known now (Python, NumPy, eager
-    tensor), `None` when it is symbolic (traced inside a compiled function)."""
-    if isinstance(value, (numbers.Number, np.ndarray, np.number, list, tuple)):
-        return np.asarray(value)
-    try:
-        return np.asarray(ops.convert_to_numpy(value))
-    except Exception:
-        return None
+from keras_attn.utils.arguments import (
+    check_non_negative_int,
+    check_rank,
+    concrete_value,
+    is_python_number,
+)
 
 
 def check_prompts(token_ids, prompt_mask, start_index):

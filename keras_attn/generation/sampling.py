@@ -7,15 +7,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.generation.decoding import (
-    call_next_fn,
-    check_prompts,
-    column,
-    concrete_value,
+from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.utils.arguments import (
+    check_non_negative_int,
+    check_non_negative_number,
+    check_number_or_scalar_tensor,
+    check_unit_interval,
     is_python_number,
-    write_column,
 )
-from keras_attn.utils.arguments import check_non_negative_int
 
 _SEED_MODULUS = 2**31 - 1
 
@@ -115,9 +114,11 @@ def sample(
     >>> ops.convert_to_numpy(generated).tolist()
     [[False, False, True, True, True], [False, True, True, True, True]]
     """
-    temperature = _check_option("temperature", temperature, _non_negative, "a number >= 0")
-    top_k = _check_option("top_k", top_k, _non_negative_int, "an integer >= 0")
-    top_p = _check_option("top_p", top_p, _unit_interval, "a number in (0, 1]")
+    temperature = check_number_or_scalar_tensor(
+        "temperature", temperature, check_non_negative_number
+    )
+    top_k = check_number_or_scalar_tensor("top_k", top_k, check_non_negative_int)
+    top_p = check_number_or_scalar_tensor("top_p", top_p, check_unit_interval)
     pad_id = check_non_negative_int("pad_id", pad_id)
     stop_token_ids = _check_stop_token_ids(stop_token_ids)
     token_ids, prompt_mask, start_index = check_prompts(token_ids, prompt_mask, start_index)
@@ -257,37 +258,3 @@ def _check_stop_token_ids(stop_token_ids):
         )
     return ops.cast(ids, "int32")
 
-
-def _non_negative(value):
-    return value >= 0
-
-
-def _non_negative_int(value):
-    return value >= 0 and float(value).is_integer()
-
-
-def _unit_interval(value):
-    return 0 < value <= 1
-
-
-def _check_option(name, value, valid, expected):
-    """Python numbers and known tensors are checked now; traced tensors are
-    handled (clamped) inside the graph. Returns a Python number or a scalar
-    tensor."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-    if is_python_number(value):
-        number = value.item() if isinstance(value, np.generic) else value
-        if not np.isfinite(number) or not valid(number):
-            raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-        return number
-    tensor = ops.convert_to_tensor(value)
-    if len(tensor.shape) != 0:
-        raise ValueError(
-            f"`{name}` must be a number or a scalar tensor. Received: {name} with shape "
-            f"{tuple(tensor.shape)}"
-        )
-    known = concrete_value(tensor)
-    if known is not None and (not np.isfinite(known) or not valid(known.item())):
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={known.item()!r}")
-    return tensor

@@ -4,8 +4,6 @@ preset directories."""
 import inspect
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 
@@ -17,39 +15,12 @@ from keras_attn.tokenizers import ByteTokenizer, Tokenizer
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy
 from keras_attn.utils.arguments import check_choice
+from keras_attn.utils.atomic_files import write_directory_atomically, write_json_atomically
 from keras_attn.version import __version__
 
 PRESET_CONFIG_FILE = "config.json"
 PRESET_WEIGHTS_FILE = "model.weights.h5"
 PRESET_TOKENIZER_DIR = "tokenizer"
-
-
-def write_directory_atomically(path, write, overwrite=False):
-    """Calls `write(tmp_dir)` and moves the result to `path` only on success.
-
-    A failure leaves any earlier directory at `path` intact; an existing
-    `path` is replaced only with `overwrite=True`.
-    """
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"`path` already exists: {path!r}. Pass overwrite=True to replace it."
-        )
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".keras_attn_", dir=parent)
-    try:
-        write(staging)
-        if os.path.exists(path):
-            retired = staging + ".old"
-            os.rename(path, retired)
-            os.rename(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def compiled(function):
@@ -285,8 +256,7 @@ class Task(keras.Model):
                 "config": self.get_config(),
                 "keras_attn_version": __version__,
             }
-            with open(os.path.join(directory, PRESET_CONFIG_FILE), "w", encoding="utf-8") as f:
-                json.dump(config, f, indent=2)
+            write_json_atomically(os.path.join(directory, PRESET_CONFIG_FILE), config)
             self.save_weights(os.path.join(directory, PRESET_WEIGHTS_FILE))
             for name in self.tokenizer_names:
                 tokenizer = getattr(self, name)

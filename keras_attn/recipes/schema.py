@@ -25,13 +25,27 @@ expected: {metric: bleu, value: 27.3, source: "paper, table 2"}
 
 import copy
 import inspect
-import numbers
 import os
 import re
 
 import yaml
 
+from keras_attn.data import allowed_keys
 from keras_attn.models import Task
+from keras_attn.utils.arguments import (
+    ArgumentError,
+    check_boolean,
+    check_choice,
+    check_fraction,
+    check_list_of_choices,
+    check_non_negative_int,
+    check_number,
+    check_positive_int,
+    check_positive_number,
+    check_rate,
+    check_string,
+    check_string_list,
+)
 
 # Every ready-made model a recipe can train: each task class says its name.
 TASKS = tuple(sorted(Task.registered_tasks()))
@@ -79,91 +93,47 @@ def _show(value):
 
 # ------------------------------------------------------------------ checks
 # Each check takes `(value, path)` and returns the value, normalized, or
-# raises `_Invalid`.
+# raises `_Invalid`. The leaf checks are `keras_attn.utils.arguments` checks
+# with the key path as the argument name, their findings written the recipe
+# way: `training.epochs: must be a positive integer (got 'ten')`.
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _recipe_check(check, *args, convert=None, **kwargs):
+    """`check(path, value, *args, **kwargs)` as a recipe check; `convert`
+    normalizes the accepted value (e.g. `float`)."""
+
+    def recipe_check(value, path):
+        try:
+            value = check(path, value, *args, **kwargs)
+        except ArgumentError as error:
+            raise _Invalid(
+                error.name, f"must {error.verb} {error.expected} (got {_show(error.value)})"
+            ) from None
+        return value if convert is None else convert(value)
+
+    return recipe_check
 
 
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def positive_int(value, path):
-    if not _is_int(value) or value <= 0:
-        raise _Invalid(path, f"must be a positive integer (got {_show(value)})")
-    return int(value)
-
-
-def non_negative_int(value, path):
-    if not _is_int(value) or value < 0:
-        raise _Invalid(path, f"must be a non-negative integer (got {_show(value)})")
-    return int(value)
-
-
-def positive_number(value, path):
-    if not _is_number(value) or value <= 0:
-        raise _Invalid(path, f"must be a positive number (got {_show(value)})")
-    return float(value)
-
-
-def number(value, path):
-    if not _is_number(value):
-        raise _Invalid(path, f"must be a number (got {_show(value)})")
-    return float(value) if not _is_int(value) else int(value)
-
-
-def rate(value, path):
-    if not _is_number(value) or not 0 <= value < 1:
-        raise _Invalid(path, f"must be a number in [0, 1) (got {_show(value)})")
-    return float(value)
-
-
-def fraction(value, path):
-    if not _is_number(value) or not 0 < value < 1:
-        raise _Invalid(path, f"must be a number strictly between 0 and 1 (got {_show(value)})")
-    return float(value)
-
-
-def boolean(value, path):
-    if not isinstance(value, bool):
-        raise _Invalid(path, f"must be true or false (got {_show(value)})")
-    return value
-
-
-def string(value, path):
-    if not isinstance(value, str) or not value:
-        raise _Invalid(path, f"must be a non-empty string (got {_show(value)})")
-    return value
-
-
-def string_list(value, path):
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _Invalid(path, f"must be a list of non-empty strings (got {_show(value)})")
-    return list(value)
+positive_int = _recipe_check(check_positive_int)
+non_negative_int = _recipe_check(check_non_negative_int)
+positive_number = _recipe_check(check_positive_number, convert=float)
+number = _recipe_check(check_number)
+rate = _recipe_check(check_rate)
+fraction = _recipe_check(check_fraction)
+boolean = _recipe_check(check_boolean)
+string = _recipe_check(check_string)
+string_list = _recipe_check(check_string_list)
 
 
 def choice(*options):
-    def check(value, path):
-        if value not in options:
-            listed = ", ".join(options)
-            raise _Invalid(path, f"must be one of {listed} (got {_show(value)})")
-        return value
-
+    """One of `options`, listed bare in the message as they are typed in YAML."""
+    check = _recipe_check(check_choice, options, show=str)
     check.options = options
     return check
 
 
 def list_of_choices(*options):
-    def check(value, path):
-        if not isinstance(value, list):
-            raise _Invalid(path, f"must be a list of {', '.join(options)} (got {_show(value)})")
-        for index, item in enumerate(value):
-            choice(*options)(item, f"{path}[{index}]")
-        return list(value)
-
-    return check
+    return _recipe_check(check_list_of_choices, options, show=str)
 
 
 def free_mapping(value, path):
@@ -264,8 +234,6 @@ def data_spec(value, path):
 
 
 def _check_data_specs(recipe):
-    from keras_attn.data import allowed_keys
-
     task = Task.for_name(recipe["task"]).data_task
     for role, spec in recipe["data"].items():
         if "from_train" in spec:

@@ -22,13 +22,20 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
+
+import keras
+import tensorflow as tf
 
 from keras_attn.models import Task
 from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
 from keras_attn.recipes.recipe_data import load_recipe_data
 from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
+from keras_attn.tokenizers import ByteTokenizer, Tokenizer, WordPieceTokenizer
+from keras_attn.training import InverseSquareRootSchedule, training_callbacks
+from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR
+from keras_attn.utils.atomic_files import replace_path, write_json_atomically
+from keras_attn.version import __version__
 
 IN_PROGRESS_DIR = "in_progress"
 RECIPE_FILE = "recipe.json"
@@ -45,8 +52,6 @@ def _training_texts(data):
 
 
 def _build_tokenizer(recipe, train, work, log):
-    from keras_attn.tokenizers import ByteTokenizer, Tokenizer, WordPieceTokenizer
-
     path = os.path.join(work, TOKENIZER_DIR)
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
         tokenizer = Tokenizer.from_directory(path)
@@ -96,10 +101,6 @@ def _build_model(recipe, train, work, log):
 
 
 def _learning_rate(training, model, steps):
-    import keras
-
-    from keras_attn.training import InverseSquareRootSchedule
-
     schedule = training["schedule"]
     peak = training.get("learning_rate", 1e-3)
     if schedule["type"] == "inverse_sqrt":
@@ -121,8 +122,6 @@ def _learning_rate(training, model, steps):
 
 def _compile(model, training, steps):
     """The task's own loss and metrics, with the recipe's optimizer."""
-    import keras
-
     settings = training["optimizer"]
     arguments = dict(
         learning_rate=_learning_rate(training, model, steps),
@@ -145,11 +144,6 @@ def _compile(model, training, steps):
 
 def machine_info():
     """Where a run ran: platform, CPU count, accelerators and library versions."""
-    import keras
-    import tensorflow as tf
-
-    from keras_attn.version import __version__
-
     accelerators = []
     for device in tf.config.list_physical_devices("GPU") + tf.config.list_physical_devices("TPU"):
         details = tf.config.experimental.get_device_details(device) if "GPU" in device.name else {}
@@ -166,33 +160,6 @@ def machine_info():
     }
 
 
-def _write_json_atomically(path, value):
-    folder = os.path.dirname(path)
-    handle, staging = tempfile.mkstemp(prefix=".tmp_", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(value, file, indent=2)
-            file.write("\n")
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-
-
-def _replace(source, target):
-    """Moves `source` (file or folder) to `target`, replacing what was there."""
-    if not os.path.exists(source):
-        return
-    if os.path.isdir(source) and os.path.exists(target):
-        retired = tempfile.mkdtemp(prefix=".old_", dir=os.path.dirname(target))
-        os.rename(target, os.path.join(retired, "x"))
-        os.rename(source, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(source, target)
-
-
 def _resume_key(recipe):
     """What must not change for a run to resume: what shapes the training,
     epochs aside (more epochs continue it)."""
@@ -205,8 +172,6 @@ def _resume_key(recipe):
 
 def _has_progress(work):
     """Whether an unfinished run got as far as a finished epoch."""
-    from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE
-
     return any(
         os.path.exists(os.path.join(work, name)) for name in (BACKUP_DIR, LOG_FILE, PRESET_DIR)
     )
@@ -247,7 +212,7 @@ def _prepare_output_dir(output_dir, recipe, overwrite, log):
             )
         shutil.rmtree(work)
     os.makedirs(work, exist_ok=True)
-    _write_json_atomically(recipe_path, recipe)
+    write_json_atomically(recipe_path, recipe)
     return work
 
 
@@ -287,8 +252,6 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
             without `overwrite`.
         OSError: data or output files that cannot be read or written.
     """
-    import keras
-
     started = time.perf_counter()
     recipe_path = None
     if isinstance(recipe, (str, os.PathLike)):
@@ -322,7 +285,7 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
             model = _build_model(plan, train, work, log)
             summary = _fit(model, plan, data, work, log, verbose, callbacks or [])
             model.save_to_preset(trained_dir, overwrite=True)
-            _write_json_atomically(os.path.join(work, "training.json"), summary)
+            write_json_atomically(os.path.join(work, "training.json"), summary)
         record = {
             "task": task,
             "preset": plan["preset"],
@@ -362,8 +325,6 @@ def _read_summary(work):
 
 
 def _fit(model, plan, data, work, log, verbose, extra_callbacks):
-    from keras_attn.training import training_callbacks
-
     training = plan["training"]
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
@@ -418,10 +379,8 @@ def _truncation_dict(truncation):
 
 def _publish(work, output_dir, record):
     """Moves the finished run's files into place; metrics.json goes last."""
-    from keras_attn.training.callbacks import LOG_FILE, TENSORBOARD_DIR
-
-    _replace(os.path.join(work, PRESET_DIR), os.path.join(output_dir, PRESET_DIR))
-    _replace(os.path.join(work, LOG_FILE), os.path.join(output_dir, LOG_FILE))
-    _replace(os.path.join(work, TENSORBOARD_DIR), os.path.join(output_dir, TENSORBOARD_DIR))
-    _write_json_atomically(os.path.join(output_dir, METRICS_FILE), record)
+    for name in (PRESET_DIR, LOG_FILE, TENSORBOARD_DIR):
+        if os.path.exists(os.path.join(work, name)):
+            replace_path(os.path.join(work, name), os.path.join(output_dir, name))
+    write_json_atomically(os.path.join(output_dir, METRICS_FILE), record)
     shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,6 @@ detokenize clean-up, and saving to a directory."""
 
 import json
 import os
-import tempfile
 
 import keras
 
@@ -24,6 +23,7 @@ from keras_attn.tokenizers.special_tokens import (
     STRUCTURAL_IDS,
     UNK_ID,
 )
+from keras_attn.utils.atomic_files import write_json_atomically
 
 CONFIG_FILENAME = "tokenizer.json"
 
@@ -238,9 +238,7 @@ class Tokenizer(keras.layers.Layer):
         """
         os.makedirs(dir_path, exist_ok=True)
         config = keras.saving.serialize_keras_object(self)
-        write_text_atomically(
-            os.path.join(dir_path, CONFIG_FILENAME), json.dumps(config, indent=2) + "\n"
-        )
+        write_json_atomically(os.path.join(dir_path, CONFIG_FILENAME), config)
         self.save_assets(dir_path)
 
     @classmethod
@@ -271,17 +269,3 @@ class Tokenizer(keras.layers.Layer):
         # Nothing to build: tokenizers have no weights.
         return None
 
-
-def write_text_atomically(path, text):
-    """Writes `text` (UTF-8, `\\n` line ends) to `path` through a temporary
-    file and a rename, so readers never see a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise

@@ -11,8 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attn.tokenizers.special_tokens import SPECIAL_TOKENS, UNK_TOKEN
-from keras_attn.tokenizers.tokenizer import Tokenizer, write_text_atomically
+from keras_attn.tokenizers.tokenizer import Tokenizer
 from keras_attn.utils.arguments import check_positive_int
+from keras_attn.utils.atomic_files import write_text_atomically
 
 VOCABULARY_FILENAME = "vocabulary.txt"
 _NO_WORDS = "`texts` must contain at least one word. Received: texts with no words"

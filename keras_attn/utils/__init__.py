@@ -1,21 +1,58 @@
-"""Small helpers shared across keras-attn (argument checking)."""
+"""Small helpers shared across keras-attn: argument checks, atomic file writes,
+initializer cloning."""
 
 from keras_attn.utils.arguments import (
+    ArgumentError,
+    check_boolean,
     check_choice,
+    check_fraction,
+    check_list_of_choices,
     check_non_negative_int,
+    check_non_negative_number,
+    check_number,
+    check_number_in_range,
+    check_number_or_scalar_tensor,
     check_positive_int,
     check_positive_number,
     check_rank,
     check_rate,
+    check_string,
+    check_string_list,
+    check_unit_interval,
+    concrete_value,
+    is_python_number,
+)
+from keras_attn.utils.atomic_files import (
+    replace_path,
+    write_directory_atomically,
+    write_json_atomically,
+    write_text_atomically,
 )
 from keras_attn.utils.initializers import clone_initializer
 
 __all__ = [
+    "ArgumentError",
+    "check_boolean",
     "check_choice",
+    "check_fraction",
+    "check_list_of_choices",
     "check_non_negative_int",
+    "check_non_negative_number",
+    "check_number",
+    "check_number_in_range",
+    "check_number_or_scalar_tensor",
     "check_positive_int",
     "check_positive_number",
     "check_rank",
     "check_rate",
+    "check_string",
+    "check_string_list",
+    "check_unit_interval",
+    "concrete_value",
+    "is_python_number",
     "clone_initializer",
+    "replace_path",
+    "write_directory_atomically",
+    "write_json_atomically",
+    "write_text_atomically",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attn.datasets import alphabet_runs, number_words, sentiment_with_negation
+from keras_attn.data import alphabet_runs, number_words, sentiment_with_negation
 from keras_attn.export import METADATA_FILE, export
 from keras_attn.export.serve_check import run_in_fresh_process
 from keras_attn.models import Classifier, Generator, MaskedLanguageModel, Translator

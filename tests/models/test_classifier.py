@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attn.datasets import sentiment_with_negation
+from keras_attn.data import sentiment_with_negation
 from keras_attn.models import Classifier, MaskedLanguageModel
 from keras_attn.tokenizers import WordPieceTokenizer
 from tests.models.conftest import compile_for_tokens, logits_of

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_attn.datasets import alphabet_runs, sentiment_with_negation
+from keras_attn.data import alphabet_runs, sentiment_with_negation
 from keras_attn.export import export
 from keras_attn.models import Classifier, Generator, enable_lora, freeze, merge_lora
 from keras_attn.models.fine_tuning import backbone_blocks, has_lora, lora_target_layers

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_attn.datasets import alphabet_runs
+from keras_attn.data import alphabet_runs
 from keras_attn.models import Generator
 from tests.models.conftest import compile_for_tokens, logits_of
 

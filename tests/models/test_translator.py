@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from keras_attn.datasets import number_words
+from keras_attn.data import number_words
 from keras_attn.models import Translator
 from keras_attn.tokenizers import ByteTokenizer, WordPieceTokenizer
 from tests.models.conftest import compile_for_tokens, logits_of

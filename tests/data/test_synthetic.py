@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from keras_attn.datasets.synthetic import (
+from keras_attn.data.synthetic import (
     DATE_TEMPLATES,
     alphabet_runs,
     date_to_words,
