@@ -551,9 +551,13 @@ def _copied_backbone(model):
 
 
 def _mask_one_word(text):
-    """`text` with its middle word replaced by `[MASK]` (`""` if it has none)."""
+    """`text` with its middle word (or, for one word, its middle character)
+    replaced by `[MASK]`; `""` for an empty text."""
     words = text.split(" ")
-    if not any(words):
+    if len(words) >= 3:
+        middle = len(words) // 2
+        return " ".join(words[:middle] + ["[MASK]"] + words[middle + 1 :])
+    if not text:
         return ""
-    middle = len(words) // 2
-    return " ".join(words[:middle] + ["[MASK]"] + words[middle + 1 :])
+    middle = len(text) // 2
+    return text[:middle] + "[MASK]" + text[middle + 1 :]
