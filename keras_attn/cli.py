@@ -10,6 +10,9 @@
 Every command is a thin layer over `keras_attn.recipes` and the models'
 methods. Bad input ends with one line, `keras-attn <command>: error: ...`,
 and exit code 2; `--debug` shows the traceback and TensorFlow's logs instead.
+
+The library is imported inside each command, not at the top: `--help` and
+argument errors answer at once, without TensorFlow's start-up.
 """
 
 import argparse
@@ -575,7 +578,8 @@ def build_parser():
         help="write a trained model as a TensorFlow SavedModel for serving",
         description=(
             "Writes a SavedModel whose signatures take strings and return translations, "
-            "continuations or labels with probabilities; tokenization and the whole decoding "
+            "continuations, labels with probabilities, or texts with each [MASK] filled in; "
+            "tokenization and the whole decoding "
             "loop run inside the graph, so serving needs neither Keras nor keras-attn."
         ),
     )

@@ -319,14 +319,6 @@ class Classifier(Task):
         def classify_pairs(inputs, text_pairs):
             return predictions(preprocessor(inputs, text_pairs))
 
-        def logits(inputs):
-            return {"logits": forward(inputs)}
-
-        ids = {
-            "token_ids": serving.ids_spec(length, "token_ids"),
-            "segment_ids": serving.ids_spec(length, "segment_ids"),
-            "padding_mask": serving.ids_spec(length, "padding_mask", tf.bool),
-        }
         return [
             serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
             serving.Endpoint(
@@ -334,7 +326,7 @@ class Classifier(Task):
                 classify_pairs,
                 [serving.texts_spec(), serving.texts_spec("text_pairs")],
             ),
-            serving.Endpoint(serving.LOGITS, logits, [ids]),
+            serving.logits_endpoint(self, serving.encoder_inputs_spec(length), jit_compile),
         ]
 
     def get_config(self):
@@ -524,20 +516,10 @@ class MaskedLanguageModel(Task):
                 "mask_positions": is_mask,
             }
 
-        forward = serving.compiled_core(lambda inputs: self(inputs, training=False), jit_compile)
-
-        def logits(inputs):
-            return {"logits": forward(inputs)}
-
-        ids = {
-            "token_ids": serving.ids_spec(length, "token_ids"),
-            "segment_ids": serving.ids_spec(length, "segment_ids"),
-            "padding_mask": serving.ids_spec(length, "padding_mask", tf.bool),
-        }
         return [
             serving.Endpoint(serving.SERVING_DEFAULT, fill_mask, [serving.texts_spec()]),
             serving.Endpoint(serving.FILL_MASK, fill_mask, [serving.texts_spec()]),
-            serving.Endpoint(serving.LOGITS, logits, [ids]),
+            serving.logits_endpoint(self, serving.encoder_inputs_spec(length), jit_compile),
         ]
 
     def get_config(self):

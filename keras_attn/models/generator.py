@@ -417,11 +417,6 @@ class Generator(Task):
                 "texts": continuations(inputs, max_new_tokens, temperature, top_k, top_p, seed)
             }
 
-        forward = serving.compiled_core(lambda ids: self(ids, training=False), jit_compile)
-
-        def logits(token_ids):
-            return {"logits": forward(token_ids)}
-
         return [
             serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
             serving.Endpoint(
@@ -436,7 +431,7 @@ class Generator(Task):
                     serving.scalar_spec(tf.int32, "seed"),
                 ],
             ),
-            serving.Endpoint(serving.LOGITS, logits, [serving.ids_spec(length, "token_ids")]),
+            serving.logits_endpoint(self, serving.ids_spec(length, "token_ids"), jit_compile),
         ]
 
     def _stop_ids(self, stop_token_ids):

@@ -53,3 +53,23 @@ def compiled_core(function, jit_compile):
     if not jit_compile:
         return function
     return tf.function(function, jit_compile=True, autograph=False)
+
+
+def encoder_inputs_spec(length):
+    """`token_ids`, `segment_ids` and `padding_mask`, each `[None, length]`,
+    as the classifier and masked-LM preprocessors make them."""
+    return {
+        "token_ids": ids_spec(length, "token_ids"),
+        "segment_ids": ids_spec(length, "segment_ids"),
+        "padding_mask": ids_spec(length, "padding_mask", tf.bool),
+    }
+
+
+def logits_endpoint(model, input_spec, jit_compile):
+    """The `logits` endpoint: the model's forward pass on ids -> `{"logits"}`."""
+    forward = compiled_core(lambda inputs: model(inputs, training=False), jit_compile)
+
+    def logits(inputs):
+        return {"logits": forward(inputs)}
+
+    return Endpoint(LOGITS, logits, [input_spec])

@@ -301,11 +301,6 @@ class Translator(Task):
             output = beam(source_ids(inputs), length_penalty)
             return {"translations": preprocessor.translations(output)}
 
-        forward = serving.compiled_core(lambda inputs: self(inputs, training=False), jit_compile)
-
-        def logits(inputs):
-            return {"logits": forward(inputs)}
-
         ids = {
             "source_ids": serving.ids_spec(self.backbone.source_length, "source_ids"),
             "target_ids": serving.ids_spec(target_length, "target_ids"),
@@ -317,7 +312,7 @@ class Translator(Task):
                 translate,
                 [serving.texts_spec(), serving.scalar_spec(tf.float32, "length_penalty")],
             ),
-            serving.Endpoint(serving.LOGITS, logits, [ids]),
+            serving.logits_endpoint(self, ids, jit_compile),
         ]
 
     def _decode(self, source_ids, length_penalty, search, beam_width, length):
