@@ -94,7 +94,7 @@ class DecoderBackbone(Backbone):
     ...     num_layers=2, num_heads=[4, 2], hidden_dim=32, intermediate_dim=64)
     >>> ids = keras.ops.ones((2, 16), "int32")
     >>> outputs = backbone(ids, return_attention_scores=True)
-    >>> outputs["sequence_output"].shape, outputs["attention_scores"].shape
+    >>> tuple(outputs["sequence_output"].shape), tuple(outputs["attention_scores"].shape)
     ((2, 16, 32), (2, 2, 4, 16, 16))
     >>> logits = backbone.token_embedding(outputs["sequence_output"], reverse=True)
     >>> caches = backbone.empty_caches(batch_size=2)

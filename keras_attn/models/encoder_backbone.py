@@ -83,7 +83,7 @@ class EncoderBackbone(Backbone):
     >>> encoder = EncoderBackbone(vocabulary_size=100, sequence_length=16,
     ...     num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64)
     >>> outputs = encoder(keras.ops.ones((2, 16), "int32"))
-    >>> outputs["sequence_output"].shape, outputs["pooled_output"].shape
+    >>> tuple(outputs["sequence_output"].shape), tuple(outputs["pooled_output"].shape)
     ((2, 16, 32), (2, 32))
     >>> embeddings = encoder.token_embedding(keras.ops.ones((2, 16), "int32"))
     >>> same = encoder({"token_embeddings": embeddings})

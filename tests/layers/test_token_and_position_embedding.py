@@ -122,6 +122,8 @@ def test_untied_reverse_uses_its_own_matrix(tmp_path):
         tmp_path,
         call_kwargs={"reverse": True},
         expected_output_shape=(2, 5, 20),
+        # Token matrix, its own reverse matrix and the learned positions.
+        expected_num_trainable_weights=3,
     )
 
 
