@@ -4,10 +4,14 @@
 | --- | --- | --- |
 | `Translator` | `Seq2SeqBackbone` | encoder-decoder translation, greedy and beam search |
 | `Classifier` | `EncoderBackbone` | BERT-style text / text-pair classification |
-| `MaskedLanguageModel` | `EncoderBackbone` | masked-LM pretraining for the classifier |
+| `MaskedLanguageModel` | `EncoderBackbone` | masked-LM pretraining for the classifier, `fill_mask` |
 | `Generator` | `DecoderBackbone` | GPT-style generation: greedy, temperature, top-k, top-p |
 
-Every task has `from_preset(name_or_directory)` and `save_to_preset(directory)`.
+Every task has `from_preset(name_or_directory)` and `save_to_preset(directory)`,
+a `preprocessor` (`keras_attn.preprocessors`) between strings and its tensors,
+and says its own `compile()` defaults, `dataset_from_data`, `evaluate_data`
+and `serving_endpoints` (`keras_attn.models.serving`). Backbones return hidden
+states (see each backbone's docstring for its inputs and output keys).
 """
 
 from keras_attn.models.classifier import Classifier, MaskedLanguageModel

@@ -148,8 +148,7 @@ class Classifier(Task):
             pooled = outputs["pooled_output"]
         else:
             sequence = outputs["sequence_output"]
-            token_ids = inputs["token_ids"] if isinstance(inputs, dict) else inputs
-            weights = ops.cast(ops.not_equal(token_ids, 0), sequence.dtype)[:, :, None]
+            weights = ops.cast(_real_positions(inputs, sequence), sequence.dtype)[:, :, None]
             pooled = ops.sum(sequence * weights, axis=1) / ops.maximum(
                 ops.sum(weights, axis=1), 1.0
             )
@@ -386,6 +385,9 @@ class MaskedLanguageModel(Task):
             "preprocessor",
             MaskedLMPreprocessor(self.tokenizer, self.backbone.sequence_length, self.mask_rate),
         )
+        # The masked-LM loss never reaches the [CLS] pooler: kept out of
+        # training so no step reports missing gradients for it.
+        self.backbone.pooler.trainable = False
         # Every sublayer is built above: weights exist before any call.
         self.built = True
 
@@ -530,6 +532,18 @@ def _copied_backbone(model):
     backbone = EncoderBackbone.from_config(model.backbone.get_config())
     backbone.set_weights(model.backbone.get_weights())
     return backbone
+
+
+def _real_positions(inputs, sequence):
+    """Bool `(batch, time)`: the given padding mask, else ids != 0, else all
+    positions (token embeddings without a mask)."""
+    if not isinstance(inputs, dict):
+        return ops.not_equal(inputs, 0)
+    if inputs.get("padding_mask") is not None:
+        return ops.cast(inputs["padding_mask"], "bool")
+    if inputs.get("token_ids") is not None:
+        return ops.not_equal(inputs["token_ids"], 0)
+    return ops.ones(ops.shape(sequence)[:2], "bool")
 
 
 def _mask_one_word(text):

@@ -219,3 +219,18 @@ def test_fill_mask_reads_literal_mask_tokens_and_predicts_learned_words(tokenize
     # Chance is about 1/100 (the vocabulary); a trained model does far better.
     assert metrics["masked_accuracy"] > 0.2 and metrics["examples"] == 200
     assert samples and "->" in samples[0]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_takes_token_embeddings_in_place_of_ids(tokenizer, pooling):
+    classifier = Classifier.from_preset("tiny", tokenizer=tokenizer, num_classes=3,
+                                        sequence_length=16, num_layers=1, pooling=pooling)
+    inputs, _ = classifier.preprocess(["the plot was not dull", "a fine film"])
+    embedded = dict(inputs, token_embeddings=classifier.backbone.token_embedding(
+        inputs["token_ids"]))
+    del embedded["token_ids"]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(classifier(embedded)),
+        keras.ops.convert_to_numpy(classifier(inputs)),
+        atol=1e-6,
+    )
