@@ -258,7 +258,7 @@ def test_masked_lm_trains_evaluates_and_exports_through_the_cli(tmp_path):
     record = json.loads((run / "metrics.json").read_text())
     assert record["task"] == "masked_lm" and record["metrics"]["examples"] == 32
     assert {"loss", "masked_accuracy", "perplexity"} <= set(record["metrics"])
-    evaluated = _run("evaluate", str(run), "--num-examples", "16")
+    evaluated = _run("evaluate", str(run), "--data", "sorted_letters", "--num-examples", "16")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert json.loads(evaluated.stdout)["examples"] == 16
     export_dir = tmp_path / "masked_lm_export"

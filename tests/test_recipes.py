@@ -101,7 +101,7 @@ def test_the_zoo_readme_describes_every_recipe():
          r"training\.learning_rate: is not used with schedule inverse_sqrt"),
         ({"training": {"optimizer": {"weight_decay": 0.1}}},
          r"training\.optimizer\.weight_decay: applies to"),
-        ({"task": "summarizer"}, r"task: must be one of translator, classifier, generator"),
+        ({"task": "summarizer"}, r"task: must be one of classifier, generator, masked_lm, translator"),
         ({"preset": "huge"}, r"preset: must be a generator preset name"),
         ({"model": {"num_layer": 2}}, r"model\.num_layer: unknown argument of a generator"),
         ({"tokenizer": {"type": "word_piece"}}, r"tokenizer\.vocabulary_size: is required"),

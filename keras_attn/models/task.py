@@ -137,7 +137,7 @@ class Task(keras.Model):
             optimizer: `"auto"` is Adam with learning rate 1e-3.
             loss: `"auto"` is the task's loss (`default_loss`).
             metrics: `"auto"` are the task's metrics (`default_metrics`).
-            label_smoothing: of the `"auto"` loss.
+            label_smoothing: of the `"auto"` loss (an error with any other).
             jit_compile: XLA-compile the train step. True by default: every
                 task compiles with static shapes, and Keras' `"auto"` turns
                 XLA off on machines without an accelerator, where it still
@@ -148,6 +148,12 @@ class Task(keras.Model):
             optimizer = keras.optimizers.Adam(1e-3)
         if isinstance(loss, str) and loss == "auto":
             loss = self.default_loss(label_smoothing)
+        elif label_smoothing:
+            raise ValueError(
+                "`label_smoothing` applies to the task's own loss (loss='auto'); set it on "
+                f"your loss instead. Received: label_smoothing={label_smoothing} with "
+                f"loss={loss!r}"
+            )
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,

@@ -188,3 +188,15 @@ def test_unseeded_sampling_follows_the_keras_global_seed():
     # An untrained model samples near-uniformly over 263 ids: another seed
     # gives another draw.
     assert first == again and first != other
+
+
+def test_compile_defaults_are_the_tasks_own():
+    generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    generator.compile(label_smoothing=0.1)
+    assert generator.jit_compile is True
+    assert generator.loss.label_smoothing == 0.1
+    history = generator.fit(generator.make_dataset(alphabet_runs(64, seed=0), batch_size=32),
+                            epochs=1, verbose=0)
+    assert {"loss", "masked_accuracy", "perplexity"} <= set(history.history)
+    with pytest.raises(ValueError, match="`label_smoothing` applies to the task's own loss"):
+        generator.compile(loss="mse", label_smoothing=0.1)
