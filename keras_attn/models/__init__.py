@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | `Translator` | `Seq2SeqBackbone` | encoder-decoder translation, greedy and beam search |
 | `Classifier` | `EncoderBackbone` | BERT-style text / text-pair classification |
-| `MaskedLanguageModel` | `EncoderBackbone` | masked-LM pretraining for the classifier, `fill_mask` |
+| `MaskedLanguageModel` | `EncoderBackbone` | masked-LM pretraining, `fill_mask` |
 | `Generator` | `DecoderBackbone` | GPT-style generation: greedy, temperature, top-k, top-p |
 
 Every task has `from_preset(name_or_directory)` and `save_to_preset(directory)`,
