@@ -141,7 +141,8 @@ class Task(keras.Model):
             jit_compile: XLA-compile the train step. True by default: every
                 task compiles with static shapes, and Keras' `"auto"` turns
                 XLA off on machines without an accelerator, where it still
-                speeds up these models' steps.
+                makes these models' steps 1.2-1.5x faster
+                (`benchmarks/xla_training_step.py`).
             **kwargs: passed to `keras.Model.compile`.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
