@@ -84,6 +84,24 @@ def split_head_mask(name, head_mask, head_counts):
     return [head_mask[layer, :count] for layer, count in enumerate(head_counts)]
 
 
+def run_blocks(blocks, x, head_masks, return_attention_scores, training, **block_kwargs):
+    """`x` through each block with its head mask; returns `(x, scores)`, the
+    blocks' attention scores in order (empty unless requested)."""
+    scores = []
+    for block, block_head_mask in zip(blocks, head_masks):
+        x = block(
+            x,
+            head_mask=block_head_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+            **block_kwargs,
+        )
+        if return_attention_scores:
+            x, block_scores = x
+            scores.append(block_scores)
+    return x, scores
+
+
 def stack_attention_scores(scores, max_heads):
     """Stacks per-layer `(batch, heads_i, query, key)` weights into
     `(layers, batch, max_heads, query, key)`, a layer's missing heads being

@@ -12,6 +12,7 @@ from keras_attn.models.backbone import (
     config_head_counts,
     resolve_head_counts,
     resolve_head_dim,
+    run_blocks,
     split_head_mask,
     stack_attention_scores,
 )
@@ -208,21 +209,16 @@ class DecoderBackbone(Backbone):
         head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
         x = self.embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
-        scores = []
-        for block, block_head_mask in zip(self.blocks, head_masks):
-            x = block(
-                x,
-                decoder_padding_mask=padding_mask,
-                head_mask=block_head_mask,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-            if return_attention_scores:
-                x, block_scores = x
-                scores.append(block_scores["self_attention"])
+        x, scores = run_blocks(
+            self.blocks, x, head_masks, return_attention_scores, training,
+            decoder_padding_mask=padding_mask,
+        )
         outputs = {"sequence_output": self.final_norm(x)}
         if return_attention_scores:
-            outputs["attention_scores"] = stack_attention_scores(scores, max(self.head_counts))
+            outputs["attention_scores"] = stack_attention_scores(
+                [block_scores["self_attention"] for block_scores in scores],
+                max(self.head_counts),
+            )
         return outputs
 
     def empty_caches(self, batch_size, max_length=None):

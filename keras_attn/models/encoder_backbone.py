@@ -11,6 +11,7 @@ from keras_attn.models.backbone import (
     config_head_counts,
     resolve_head_counts,
     resolve_head_dim,
+    run_blocks,
     split_head_mask,
     stack_attention_scores,
 )
@@ -223,18 +224,10 @@ class EncoderBackbone(Backbone):
         x = self.embed(
             segment_ids=segment_ids, training=training, token_embeddings=token_embeddings
         )
-        scores = []
-        for block, block_head_mask in zip(self.blocks, head_masks):
-            x = block(
-                x,
-                padding_mask=padding_mask,
-                head_mask=block_head_mask,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-            if return_attention_scores:
-                x, block_scores = x
-                scores.append(block_scores)
+        x, scores = run_blocks(
+            self.blocks, x, head_masks, return_attention_scores, training,
+            padding_mask=padding_mask,
+        )
         if self.final_norm is not None:
             x = self.final_norm(x)
         outputs = {"sequence_output": x, "pooled_output": self.pooler(x[:, 0])}

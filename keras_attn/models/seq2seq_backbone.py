@@ -11,6 +11,7 @@ from keras_attn.models.backbone import (
     Backbone,
     resolve_head_counts,
     resolve_head_dim,
+    run_blocks,
     split_head_mask,
     stack_attention_scores,
 )
@@ -335,18 +336,10 @@ class Seq2SeqBackbone(Backbone):
         head_masks = split_head_mask("encoder_head_mask", head_mask, self.encoder_head_counts)
         x = self.source_embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
-        scores = []
-        for block, block_head_mask in zip(self.encoder_blocks, head_masks):
-            x = block(
-                x,
-                padding_mask=source_mask,
-                head_mask=block_head_mask,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-            if return_attention_scores:
-                x, block_scores = x
-                scores.append(block_scores)
+        x, scores = run_blocks(
+            self.encoder_blocks, x, head_masks, return_attention_scores, training,
+            padding_mask=source_mask,
+        )
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
         return x, source_mask, scores

@@ -46,28 +46,37 @@ class ClassifierPreprocessor(Preprocessor):
         self.tokenizer = tokenizer
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
 
+    def _pack_single(self, ids):
+        """`[CLS] ids [SEP]` of ragged ids: `(inputs, truncated)`."""
+        tokenizer = self.tokenizer
+        token_ids, padding_mask, truncated = pack(
+            ids,
+            self.sequence_length,
+            add_bos=True,
+            add_eos=True,
+            bos_id=tokenizer.cls_id,
+            eos_id=tokenizer.sep_id,
+            pad_id=tokenizer.pad_id,
+        )
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": tf.zeros_like(token_ids),
+            "padding_mask": padding_mask,
+        }
+        return inputs, truncated
+
     def _pack(self, texts, text_pairs=None):
         tokenizer = self.tokenizer
         if text_pairs is None:
-            token_ids, padding_mask, truncated = pack(
-                tokenizer.tokenize(texts),
-                self.sequence_length,
-                add_bos=True,
-                add_eos=True,
-                bos_id=tokenizer.cls_id,
-                eos_id=tokenizer.sep_id,
-                pad_id=tokenizer.pad_id,
-            )
-            segment_ids = tf.zeros_like(token_ids)
-        else:
-            token_ids, segment_ids, padding_mask, truncated = pack_pair(
-                tokenizer.tokenize(texts),
-                tokenizer.tokenize(text_pairs),
-                self.sequence_length,
-                cls_id=tokenizer.cls_id,
-                sep_id=tokenizer.sep_id,
-                pad_id=tokenizer.pad_id,
-            )
+            return self._pack_single(tokenizer.tokenize(texts))
+        token_ids, segment_ids, padding_mask, truncated = pack_pair(
+            tokenizer.tokenize(texts),
+            tokenizer.tokenize(text_pairs),
+            self.sequence_length,
+            cls_id=tokenizer.cls_id,
+            sep_id=tokenizer.sep_id,
+            pad_id=tokenizer.pad_id,
+        )
         inputs = {
             "token_ids": token_ids,
             "segment_ids": segment_ids,

@@ -6,8 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_attn.preprocessors import text_graph
-from keras_attn.preprocessors.preprocessor import Preprocessor
-from keras_attn.tokenizers import pack
+from keras_attn.preprocessors.preprocessor import Preprocessor, pack_sentence
 from keras_attn.utils.arguments import check_positive_int
 
 
@@ -47,15 +46,8 @@ class GeneratorPreprocessor(Preprocessor):
     # -------------------------------------------------------------- training
 
     def _pack(self, texts):
-        tokenizer = self.tokenizer
-        return pack(
-            tokenizer.tokenize(texts),
-            self.sequence_length + 1,
-            add_bos=True,
-            add_eos=True,
-            bos_id=tokenizer.bos_id,
-            eos_id=tokenizer.eos_id,
-            pad_id=tokenizer.pad_id,
+        return pack_sentence(
+            self.tokenizer, self.tokenizer.tokenize(texts), self.sequence_length + 1
         )
 
     def _examples(self, texts):

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_attn.preprocessors.classifier_preprocessor import ClassifierPreprocessor
-from keras_attn.tokenizers import MASK_TOKEN, pack
+from keras_attn.tokenizers import MASK_TOKEN
 from keras_attn.utils.arguments import check_rate
 
 
@@ -116,20 +116,7 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
             axis=1,
         )
         ids = tf.RaggedTensor.from_row_splits(piece_ids, pieces.row_splits).merge_dims(1, 2)
-        token_ids, padding_mask, _ = pack(
-            ids,
-            self.sequence_length,
-            add_bos=True,
-            add_eos=True,
-            bos_id=tokenizer.cls_id,
-            eos_id=tokenizer.sep_id,
-            pad_id=tokenizer.pad_id,
-        )
-        return {
-            "token_ids": token_ids,
-            "segment_ids": tf.zeros_like(token_ids),
-            "padding_mask": padding_mask,
-        }
+        return self._pack_single(ids)[0]
 
     def fill_mask_inputs(self, texts):
         """Encoder inputs of texts whose literal `[MASK]`s become mask ids."""

@@ -15,7 +15,7 @@ import keras
 # tf.data and exported graphs), so this package uses `tf` directly.
 import tensorflow as tf
 
-from keras_attn.tokenizers import TruncationReport
+from keras_attn.tokenizers import TruncationReport, pack
 from keras_attn.tokenizers.inputs import string_batch
 from keras_attn.utils.arguments import check_positive_int
 
@@ -106,6 +106,20 @@ class Preprocessor(keras.layers.Layer):
 
     def _truncated(self, *columns):
         raise NotImplementedError
+
+
+def pack_sentence(tokenizer, ids, length):
+    """`[BOS] ids [EOS]` packed to `length` with `tokenizer`'s ids: `(token_ids,
+    padding_mask, truncated)`, cut at the end with `[EOS]` kept."""
+    return pack(
+        ids,
+        length,
+        add_bos=True,
+        add_eos=True,
+        bos_id=tokenizer.bos_id,
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+    )
 
 
 def text_column(name, texts):

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_attn.preprocessors import text_graph
-from keras_attn.preprocessors.preprocessor import Preprocessor
+from keras_attn.preprocessors.preprocessor import Preprocessor, pack_sentence
 from keras_attn.tokenizers import pack
 from keras_attn.utils.arguments import check_positive_int
 
@@ -61,15 +61,7 @@ class TranslatorPreprocessor(Preprocessor):
 
     def _pack_targets(self, texts):
         tokenizer = self.target_tokenizer
-        return pack(
-            tokenizer.tokenize(texts),
-            self.target_length + 1,
-            add_bos=True,
-            add_eos=True,
-            bos_id=tokenizer.bos_id,
-            eos_id=tokenizer.eos_id,
-            pad_id=tokenizer.pad_id,
-        )
+        return pack_sentence(tokenizer, tokenizer.tokenize(texts), self.target_length + 1)
 
     def _examples(self, sources, targets):
         source_ids, _ = self._pack_sources(sources)
