@@ -18,6 +18,7 @@ argument errors answer at once, without TensorFlow's start-up.
 import argparse
 import inspect
 import json
+import math
 import os
 import sys
 
@@ -25,6 +26,7 @@ from keras_attn.utils.arguments import (
     ArgumentError,
     check_non_negative_int,
     check_non_negative_number,
+    check_number_in_range,
     check_positive_int,
     check_unit_interval,
 )
@@ -132,6 +134,7 @@ def _train(args):
         "training.learning_rate": args.learning_rate,
         "training.precision": args.precision,
         "training.seed": args.seed,
+        "training.time_budget": args.time_budget,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if overrides:
@@ -370,6 +373,11 @@ _positive_int = _option_type(int, check_positive_int)
 _non_negative_int = _option_type(int, check_non_negative_int)
 _non_negative_float = _option_type(float, check_non_negative_number)
 _unit_interval_float = _option_type(float, check_unit_interval)
+# The recipe's `training.time_budget` check (keras_attn.training.callbacks),
+# without importing the training code for `--help`.
+_seconds = _option_type(float, lambda name, value: check_number_in_range(
+    name, value, 0, math.inf, include_low=False, include_high=False,
+    expected="a positive number of seconds"))
 
 
 def _add_input_options(parser, what="TEXT", help_text="texts"):
@@ -445,6 +453,14 @@ def build_parser():
     train.add_argument("--precision", choices=PRECISIONS,
                        help="override training.precision (the Keras dtype policy)")
     train.add_argument("--seed", type=int, metavar="N", help="override training.seed")
+    train.add_argument(
+        "--time-budget", type=_seconds, metavar="SECONDS",
+        help=(
+            "override training.time_budget: stop training at the first step past this many "
+            "seconds from the start (data loading and tokenizer training count; a resumed run "
+            "spends what is left), then evaluate and save as usual"
+        ),
+    )
     train.add_argument(
         "--output-dir", metavar="DIR",
         help="where the results go (default: runs/<recipe file name without .yaml>)",

@@ -127,6 +127,29 @@ def test_train_writes_a_run_per_recipe(trained):
     assert "data.test: 10% held out of" in runs["generator"].stdout
 
 
+def test_time_budget_option_reaches_the_run(tmp_path, capsys):
+    recipe = os.path.join(ZOO, "generator_tiny_alphabet.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", recipe, "--time-budget", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --time-budget: must be a positive number of seconds (got '0')" in (
+        capsys.readouterr().err)
+    # A millisecond is spent before training starts (loading the data), so the
+    # run goes straight to evaluating and saving the untrained model.
+    output_dir = tmp_path / "run"
+    assert main(["train", recipe, "--output-dir", str(output_dir), "--time-budget", "0.001",
+                 "--set", "data.train.num_examples=64", "--set", "data.test.num_examples=8",
+                 "--set", "model.num_layers=1", "--verbose", "0"]) == 0
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["recipe"]["training"]["time_budget"] == 0.001
+    training = record["training"]
+    assert training["time_budget"] == 0.001 and training["stopped_by_budget"] is True
+    assert training["steps"] == 0 and training["epochs_reached"] == 0
+    assert training["budget_seconds_spent"] >= 0.001
+    assert record["metrics"]["examples"] == 8 and (output_dir / "preset" / "config.json").is_file()
+    assert "the time budget is spent" in capsys.readouterr().out
+
+
 def test_evaluate_prints_the_metrics_as_json(trained, tmp_path):
     root, _ = trained
     result = _run("evaluate", str(root / "translator"), "--data", "number_words",

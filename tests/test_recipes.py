@@ -94,6 +94,13 @@ def test_the_zoo_readme_describes_every_recipe():
         ({"training": {"epochs": "ten"}}, r"training\.epochs: must be a positive integer"),
         ({"training": {"epochs": 0}}, r"training\.epochs: must be a positive integer"),
         ({"training": {"precision": "fp8"}}, r"training\.precision: must be one of"),
+        ({"training": {"time_budget": 0}},
+         r"training\.time_budget: must be a positive number of seconds \(got 0\)"),
+        ({"training": {"time_budget": "15 minutes"}},
+         r"training\.time_budget: must be a positive number of seconds \(got '15 minutes'\)"),
+        ({"training": {"time_budget": -60}}, r"training\.time_budget: must be a positive"),
+        ({"training": {"time_budget": float("inf")}},
+         r"training\.time_budget: must be a positive number of seconds \(got inf\)"),
         ({"training": {"schedule": {"type": "inverse_sqrt"}}},
          r"training\.schedule\.warmup_steps: must be set"),
         ({"training": {"learning_rate": 1e-3,
@@ -227,6 +234,11 @@ def test_train_recipe_writes_the_run(trained_generator):
     assert saved["machine"]["cpu_count"] == os.cpu_count()
     assert saved["machine"]["tensorflow"] and saved["machine"]["keras"] == keras.__version__
     assert saved["wall_time_seconds"] > 0 and saved["training"]["examples"] == 128
+    # What was reached: 128 examples in batches of 32, one epoch.
+    assert saved["training"]["steps"] == 4 and saved["training"]["epochs"] == 1
+    assert saved["training"]["epochs_reached"] == 1.0
+    assert "time_budget" not in saved["training"]
+    assert "time_budget" not in saved["recipe"]["training"]
     assert saved["recipe"]["training"]["epochs"] == 1  # the recipe as run, defaults filled
     assert saved["recipe"]["training"]["precision"] == "float32"
     assert any(line.startswith("test: perplexity") for line in lines)
@@ -318,3 +330,144 @@ def test_classifier_with_word_piece_mixed_precision_and_hold_outs(tmp_path):
     assert not (tmp_path / "run" / "tensorboard").exists()
     config = json.loads((tmp_path / "run" / "preset" / "config.json").read_text())
     assert config["config"]["label_names"] == ["negative", "positive"]
+
+
+# --------------------------------------------------------- time budget
+
+# 128 examples in batches of 32: 4 steps an epoch, 20 in all.
+BUDGETED = {**TINY_GENERATOR,
+            "training": {**TINY_GENERATOR["training"], "epochs": 5, "jit_compile": False,
+                         "tensorboard": False}}
+
+
+class _FakeClock:
+    """Seconds that pass only when a test says: `setup` of them between the
+    run's first reading (its start) and the next, as loading the data and
+    training a tokenizer would take, then one per training step (`_Tick`)."""
+
+    def __init__(self, setup=0.0):
+        self.now, self.setup, self.started = 1000.0, setup, False
+
+    def __call__(self):
+        value = self.now
+        if not self.started:
+            self.started = True
+            self.now += self.setup
+        return value
+
+
+class _Tick(keras.callbacks.Callback):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.clock.now += 1.0
+
+
+class _CrashAtStep(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            raise RuntimeError("simulated crash")
+
+
+class _CrashAfterBudgetStop(keras.callbacks.Callback):
+    """Fails after the built-in callbacks have backed up the stopped epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training:
+            raise RuntimeError("simulated crash")
+
+
+def _budgeted(seconds):
+    return apply_overrides(BUDGETED, {"training.time_budget": seconds})
+
+
+def _train_with_clock(recipe, output_dir, clock, callbacks=()):
+    return train_recipe(recipe, output_dir, log=_quiet, verbose=0, clock=clock,
+                        callbacks=[_Tick(clock), *callbacks])
+
+
+@pytest.fixture(scope="module")
+def budget_stopped(tmp_path_factory):
+    """5 epochs of 4 steps and 8 seconds, 2 of them before training: 6 steps."""
+    output_dir = tmp_path_factory.mktemp("budget") / "run"
+    record = _train_with_clock(_budgeted(8), output_dir, _FakeClock(setup=2))
+    return output_dir, record
+
+
+def test_a_short_budget_stops_training_then_evaluates_and_saves(budget_stopped):
+    from keras_attn.models import Generator
+
+    output_dir, record = budget_stopped
+    training = record["training"]
+    assert training["stopped_by_budget"] is True
+    assert training["steps"] == 6  # of 20: the first step ending at or past 8 s
+    assert training["epochs"] == 1 and training["epochs_reached"] == 1.5
+    assert training["time_budget"] == 8.0 and training["budget_seconds_spent"] == 8.0
+    assert record["recipe"]["training"]["time_budget"] == 8.0
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved["training"] == training and saved["metrics"]["perplexity"] > 1
+    # The partial epoch is logged like any other.
+    assert len((output_dir / "training_log.csv").read_text().splitlines()) == 3
+    model = Generator.from_preset(str(output_dir / "preset"))
+    assert isinstance(model.generate("abc", max_new_tokens=2), str)
+    assert not (output_dir / "in_progress").exists()
+
+
+def test_a_budget_never_reached_changes_nothing(trained_generator, tmp_path):
+    _, unbudgeted, _ = trained_generator
+    recipe = apply_overrides(TINY_GENERATOR, {"training.time_budget": 3600})
+    record = train_recipe(recipe, tmp_path / "run", log=_quiet, verbose=0)
+    budget_fields = ("time_budget", "budget_seconds_spent", "stopped_by_budget", "seconds")
+    training = {k: v for k, v in record["training"].items() if k not in budget_fields}
+    expected = {k: v for k, v in unbudgeted["training"].items() if k != "seconds"}
+    assert training.keys() == expected.keys()
+    for key, value in expected.items():  # final losses to float precision, the rest exactly
+        assert training[key] == (pytest.approx(value, rel=1e-5)
+                                 if isinstance(value, float) else value), key
+    assert record["training"]["stopped_by_budget"] is False
+    assert 0 < record["training"]["budget_seconds_spent"] < 3600
+    assert record["metrics"]["perplexity"] == pytest.approx(
+        unbudgeted["metrics"]["perplexity"], rel=1e-4)
+
+
+def test_a_resumed_run_spends_only_what_is_left_of_the_budget(tmp_path):
+    output_dir = tmp_path / "run"
+    recipe = _budgeted(14)
+    # Crashes at step 10, in the third epoch; the backup is from step 8 and so
+    # are the seconds kept with it.
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train_with_clock(recipe, output_dir, _FakeClock(), [_CrashAtStep(10)])
+    state = json.loads((output_dir / "in_progress" / "backup" / "time_budget.json").read_text())
+    assert state == {"seconds": 8.0, "epochs": 2.0, "time_budget": 14.0}
+    # Rerun: 3 s to load the data again, then 3 steps leave the budget spent.
+    record = _train_with_clock(recipe, output_dir, _FakeClock(setup=3))
+    training = record["training"]
+    assert training["resumed_at_epoch"] == 2
+    assert training["steps"] == 11 and training["epochs_reached"] == 2.75
+    assert training["budget_seconds_spent"] == 14.0 and training["stopped_by_budget"] is True
+    log = (output_dir / "training_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["0", "1", "2"]
+
+
+def test_a_run_whose_budget_is_spent_goes_straight_to_evaluating(budget_stopped, tmp_path):
+    output_dir = tmp_path / "run"
+    recipe = _budgeted(8)
+    # Stops at step 6 like `budget_stopped`, backs up, then fails before saving.
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train_with_clock(recipe, output_dir, _FakeClock(setup=2), [_CrashAfterBudgetStop()])
+    record = _train_with_clock(recipe, output_dir, _FakeClock(), [_CrashAtStep(1)])
+    training = record["training"]  # no step ran (one would have crashed)
+    assert "resumed_at_epoch" not in training and "final_loss" not in training
+    assert training["steps"] == 6 and training["epochs_reached"] == 1.5
+    assert training["stopped_by_budget"] is True and training["budget_seconds_spent"] == 8.0
+    # The model is the one the uninterrupted run saved.
+    assert record["metrics"]["perplexity"] == pytest.approx(
+        budget_stopped[1]["metrics"]["perplexity"], rel=1e-5)
+    assert (output_dir / "preset" / "config.json").is_file()

@@ -14,7 +14,7 @@ data:                            # keras_attn.data.load_dataset specs
   train: {source: builtin, name: number_words, num_examples: 4000}
   validation: {source: builtin, name: number_words, split: validation}
   test: {from_train: 0.1}        # or hold out a share of the training data
-training: {epochs: 6, batch_size: 64, learning_rate: 3.0e-3}
+training: {epochs: 6, batch_size: 64, learning_rate: 3.0e-3}   # time_budget: 900 (seconds)
 evaluation: {beam_width: 4}
 requires: []                     # "download", "accelerator": informational
 expected: {metric: bleu, value: 27.3, source: "paper, table 2"}
@@ -32,6 +32,7 @@ import yaml
 
 from keras_attn.data import allowed_keys
 from keras_attn.models import Task
+from keras_attn.training.callbacks import check_time_budget
 from keras_attn.utils.arguments import (
     ArgumentError,
     check_boolean,
@@ -123,6 +124,7 @@ fraction = _recipe_check(check_fraction)
 boolean = _recipe_check(check_boolean)
 string = _recipe_check(check_string)
 string_list = _recipe_check(check_string_list)
+time_budget = _recipe_check(check_time_budget)
 
 
 def choice(*options):
@@ -302,6 +304,11 @@ RECIPE_SCHEMA = {
     "training": Field(
         section({
             "epochs": Field(positive_int, 1),
+            "time_budget": Field(time_budget, None,
+                                 "seconds of wall-clock time for the run, from its start (data "
+                                 "loading and tokenizer training count; a resumed run spends "
+                                 "what is left): training stops at the first step past it, "
+                                 "then the model is evaluated and saved as usual"),
             "batch_size": Field(positive_int, 32),
             "learning_rate": Field(positive_number, None,
                                    "constant rate, or cosine's peak (default 1e-3)"),

@@ -5,13 +5,21 @@ The output directory after a finished run:
     preset/             the model (Model.from_preset(path) loads it)
     training_log.csv    one row per epoch
     tensorboard/        TensorBoard logs (when tensorboard is installed)
-    metrics.json        test metrics, wall time, machine, the recipe as run
+    metrics.json        test metrics, steps / epochs / seconds reached, wall
+                        time, machine, the recipe as run
 
 While a run is under way everything lives in `in_progress/` (the
 `keras_attn.training.training_callbacks` backup, log and checkpoint, the
 trained tokenizer and the recipe): rerunning the same recipe into the same
 directory resumes after the last finished epoch. Results replace earlier
 ones only once the run has finished, so a failed run leaves them intact.
+
+With `training.time_budget` the run's seconds count from its start (data
+loading and the tokenizer's training included); training stops at the first
+step past the budget and the model is evaluated and saved as usual. The
+seconds spent are kept with the backup (`in_progress/backup/time_budget.json`),
+so a resumed run spends what is left, and one whose budget is already spent
+goes straight to evaluating and saving.
 """
 
 import copy
@@ -33,7 +41,7 @@ from keras_attn.recipes.recipe_data import load_recipe_data
 from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
 from keras_attn.tokenizers import ByteTokenizer, Tokenizer, WordPieceTokenizer
 from keras_attn.training import InverseSquareRootSchedule, training_callbacks
-from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR
+from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR, TimeBudget
 from keras_attn.utils.atomic_files import replace_path, write_json_atomically
 from keras_attn.version import __version__
 
@@ -162,11 +170,12 @@ def machine_info():
 
 def _resume_key(recipe):
     """What must not change for a run to resume: what shapes the training,
-    epochs aside (more epochs continue it)."""
+    epochs and the time budget aside (more of either continues it)."""
     key = {k: v for k, v in recipe.items() if k not in ("description", "evaluation",
                                                         "requires", "expected")}
     key = copy.deepcopy(key)
     key.get("training", {}).pop("epochs", None)
+    key.get("training", {}).pop("time_budget", None)
     return key
 
 
@@ -220,7 +229,8 @@ def _auto_verbose():
     return 1 if sys.stdout.isatty() else 2
 
 
-def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto", callbacks=None):
+def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto", callbacks=None,
+                 clock=time.monotonic):
     """Trains and scores the model a recipe describes; returns its record.
 
     Sets the precision policy and seed, loads the data
@@ -229,7 +239,9 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
     `keras_attn.training.training_callbacks` (an interrupted run resumes when
     rerun into the same directory), scores it on the test split and writes
     `preset/`, `training_log.csv`, `tensorboard/` and `metrics.json` into
-    `output_dir` (see the module docstring).
+    `output_dir` (see the module docstring). With `training.time_budget`,
+    training stops at the first step past the budget (counted from the start
+    of this call, plus what an interrupted run had spent).
 
     Args:
         recipe: a recipe file path or a recipe dict (`load_recipe`,
@@ -240,10 +252,16 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
         verbose: `model.fit` verbosity; `"auto"`: a progress bar on a
             terminal, one line per epoch otherwise.
         callbacks: more Keras callbacks for `fit`, after the built-in ones.
+        clock: the time function of `training.time_budget`, in seconds
+            (tests pass a fake one).
 
     Returns:
         The record written to `metrics.json`: `metrics` (the test scores and
-        samples), `training` (examples, epochs, final losses, seconds),
+        samples), `training` (examples; `steps`, the optimizer's updates;
+        `epochs`, the epochs completed, and `epochs_reached`, with the
+        partial last one as a fraction; `seconds` of `fit`; final losses;
+        with a budget also `time_budget`, `budget_seconds_spent` and
+        `stopped_by_budget`),
         `parameters`, `wall_time_seconds`, `machine`, `recipe` (with defaults
         filled in) and `expected` (the recipe's published figure, if any).
 
@@ -253,6 +271,7 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
         OSError: data or output files that cannot be read or written.
     """
     started = time.perf_counter()
+    budget_started = clock()
     recipe_path = None
     if isinstance(recipe, (str, os.PathLike)):
         recipe_path = os.path.abspath(os.fspath(recipe))
@@ -283,7 +302,8 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
             summary = _read_summary(work)
         else:
             model = _build_model(plan, train, work, log)
-            summary = _fit(model, plan, data, work, log, verbose, callbacks or [])
+            summary = _fit(model, plan, data, work, log, verbose, callbacks or [],
+                           clock, budget_started)
             model.save_to_preset(trained_dir, overwrite=True)
             write_json_atomically(os.path.join(work, "training.json"), summary)
         record = {
@@ -324,7 +344,7 @@ def _read_summary(work):
         return json.load(handle)
 
 
-def _fit(model, plan, data, work, log, verbose, extra_callbacks):
+def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_started):
     training = plan["training"]
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
@@ -342,28 +362,59 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks):
         log("note: tensorboard is not installed, so no tensorboard/ logs (pip install "
             "tensorboard)")
         tensorboard = False
-    callbacks = training_callbacks(work, tensorboard=tensorboard) + list(extra_callbacks)
+    built_in = training_callbacks(work, tensorboard=tensorboard,
+                                  time_budget=training.get("time_budget"), clock=clock,
+                                  started=budget_started)
+    budget = next((c for c in built_in if isinstance(c, TimeBudget)), None)
+    callbacks = built_in + list(extra_callbacks)
     compiled = "XLA" if training["jit_compile"] else "no XLA"
+    limit = f", at most {budget.seconds:g}s in all" if budget else ""
     log(f"training: {training['epochs']} epochs of {steps} steps (batch {batch_size}), "
-        f"{training['precision']}, {compiled}")
+        f"{training['precision']}, {compiled}{limit}")
     started = time.perf_counter()
-    history = model.fit(
-        dataset,
-        validation_data=validation,
-        epochs=training["epochs"],
-        callbacks=callbacks,
-        verbose=_auto_verbose() if verbose == "auto" else verbose,
-        shuffle=False,
-    )
+    history = None
+    if budget is not None and budget.exhausted:
+        # Not even one step: what the backup holds (if anything) is the result.
+        log(f"training: the time budget is spent ({budget.spent:.0f}s of "
+            f"{budget.seconds:g}s); evaluating and saving the model as it is")
+        backup = built_in[0]
+        backup.set_model(model)
+        backup.on_train_begin()
+        reached = budget.epochs_reached
+        stopped = reached < training["epochs"]
+    else:
+        history = model.fit(
+            dataset,
+            validation_data=validation,
+            epochs=training["epochs"],
+            callbacks=callbacks,
+            verbose=_auto_verbose() if verbose == "auto" else verbose,
+            shuffle=False,
+        )
+        if budget is not None:
+            reached, stopped = budget.epochs_reached, budget.stopped
+        else:
+            reached, stopped = float(history.epoch[-1] + 1 if history.epoch
+                                     else training["epochs"]), False
     summary = {
         "examples": len(train),
         "validation_examples": len(data["validation"]) if "validation" in data else None,
-        "epochs": training["epochs"],
+        "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "epochs": math.floor(reached),
+        "epochs_reached": round(reached, 4),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if history.epoch and history.epoch[0] > 0:
+    if budget is not None:
+        summary["time_budget"] = budget.seconds
+        summary["budget_seconds_spent"] = round(budget.spent, 1)
+        summary["stopped_by_budget"] = stopped
+        if stopped:
+            log(f"training: stopped by the time budget after {summary['steps']} steps "
+                f"({reached:.2f} epochs, {budget.spent:.0f}s of {budget.seconds:g}s)")
+    history_logs = history.history if history is not None else {}
+    if history is not None and history.epoch and history.epoch[0] > 0:
         summary["resumed_at_epoch"] = history.epoch[0]
-    for key, values in history.history.items():
+    for key, values in history_logs.items():
         if values and math.isfinite(float(values[-1])):
             summary[f"final_{key}"] = float(values[-1])
     if truncation is not None:

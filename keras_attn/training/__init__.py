@@ -1,6 +1,10 @@
 """Training utilities: learning-rate schedule, masked loss and metrics, BLEU, callbacks."""
 
-from keras_attn.training.callbacks import ResumableModelCheckpoint, training_callbacks
+from keras_attn.training.callbacks import (
+    ResumableModelCheckpoint,
+    TimeBudget,
+    training_callbacks,
+)
 from keras_attn.training.losses import (
     MaskedSparseCategoricalCrossentropy,
     token_cross_entropy,
@@ -15,6 +19,7 @@ __all__ = [
     "MaskedSparseCategoricalCrossentropy",
     "Perplexity",
     "ResumableModelCheckpoint",
+    "TimeBudget",
     "corpus_bleu",
     "token_cross_entropy",
     "token_weights",
