@@ -28,6 +28,7 @@ from keras_attn.preprocessors import (
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy, Perplexity
 from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
+from keras_attn.utils.keras_compat import without_keras_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -402,7 +403,8 @@ class MaskedLanguageModel(Task):
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)["sequence_output"]
         hidden = self.transform_norm(self.transform(sequence))
-        logits = self.backbone.token_embedding(hidden, reverse=True)
+        # Logits of every position are wanted: the padding mask stays behind.
+        logits = self.backbone.token_embedding(without_keras_mask(hidden), reverse=True)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
     def make_dataset(self, texts, batch_size=32, num_maskings=1, shuffle=True, seed=0):

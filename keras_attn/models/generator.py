@@ -31,6 +31,7 @@ from keras_attn.preprocessors import (
 )
 from keras_attn.training.metrics import Perplexity
 from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
+from keras_attn.utils.keras_compat import without_keras_mask
 
 # Decoding buffers are rounded up to a multiple of this, so prompts of
 # similar lengths share one compiled decoding loop.
@@ -105,6 +106,8 @@ class Generator(Task):
         backbone's hidden states, through its (tied or untied) reversible
         token embedding. Softmax and losses run in float32 under mixed
         precision."""
+        # Logits of every position are wanted: the padding mask stays behind.
+        hidden = without_keras_mask(hidden)
         return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
 
     # ---------------------------------------------------------------- data

@@ -160,6 +160,14 @@ class Task(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
 
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data.Dataset` (as `make_dataset` builds,
+        shuffled already) is not asked to shuffle again, which Keras would
+        ignore with a warning."""
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
+
     def default_loss(self, label_smoothing=0.0):
         """Token cross-entropy that ignores padding (label 0)."""
         return MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)

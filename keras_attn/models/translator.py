@@ -27,6 +27,7 @@ from keras_attn.preprocessors import (
 )
 from keras_attn.training.metrics import corpus_bleu
 from keras_attn.utils.arguments import check_choice, check_positive_int
+from keras_attn.utils.keras_compat import without_keras_mask
 
 # Beams of the exported `translate` signature unless given at export.
 DEFAULT_BEAM_WIDTH = 4
@@ -128,6 +129,8 @@ class Translator(Task):
         """float32 target-vocabulary logits `(..., target_vocabulary_size)`
         from decoder hidden states, through the backbone's (tied or untied)
         reversible target token embedding."""
+        # Logits of every position are wanted: the padding mask stays behind.
+        hidden = without_keras_mask(hidden)
         return ops.cast(self.backbone.target_token_embedding(hidden, reverse=True), "float32")
 
     # ---------------------------------------------------------------- data

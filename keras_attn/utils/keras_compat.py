@@ -15,9 +15,21 @@ from keras.src.backend import get_keras_mask, set_keras_mask
 from keras.src.losses.loss import scale_loss_for_distribution
 
 
+def without_keras_mask(tensor):
+    """`tensor` with its padding mask removed (in place), for a layer that does
+    not support masking and would warn that it drops the mask."""
+    set_keras_mask(tensor, None)
+    return tensor
+
+
 def keras_mask_of(tensor):
     """The padding mask a masking layer attached to `tensor`, or `None`."""
     return get_keras_mask(tensor)
 
 
-__all__ = ["keras_mask_of", "scale_loss_for_distribution", "set_keras_mask"]
+__all__ = [
+    "keras_mask_of",
+    "scale_loss_for_distribution",
+    "set_keras_mask",
+    "without_keras_mask",
+]
