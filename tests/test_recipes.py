@@ -114,6 +114,23 @@ def test_the_zoo_readme_describes_every_recipe():
         ({"model": {"num_layer": 2}}, r"model\.num_layer: unknown argument of a generator"),
         ({"tokenizer": {"type": "word_piece"}}, r"tokenizer\.vocabulary_size: is required"),
         ({"tokenizer": {"type": "byte", "vocabulary_size": 9}}, r"tokenizer\.vocabulary_size"),
+        ({"tokenizer": {"type": "sentencepiece"}},
+         r"tokenizer\.vocabulary_size: is required with type sentencepiece"),
+        ({"tokenizer": {"type": "sentencepiece", "vocabulary_size": 263}},
+         r"tokenizer\.vocabulary_size: must be more than 263 with type sentencepiece"),
+        ({"tokenizer": {"type": "sentencepiece", "vocabulary_size": 500, "lowercase": True}},
+         r"tokenizer\.lowercase: applies to type word_piece only"),
+        ({"tokenizer": {"type": "word_piece", "vocabulary_size": 500, "model_type": "bpe"}},
+         r"tokenizer\.model_type: applies to type sentencepiece only"),
+        ({"tokenizer": {"type": "byte", "character_coverage": 1.0}},
+         r"tokenizer\.character_coverage: applies to type sentencepiece only"),
+        ({"tokenizer": {"type": "sentencepiece", "vocabulary_size": 500, "model_type": "word"}},
+         r"tokenizer\.model_type: must be one of unigram, bpe"),
+        ({"tokenizer": {"type": "sentencepiece", "vocabulary_size": 500,
+                        "character_coverage": 0}},
+         r"tokenizer\.character_coverage: must be a number in \(0, 1\]"),
+        ({"tokenizer": {"type": "spm"}},
+         r"tokenizer\.type: must be one of byte, word_piece, sentencepiece"),
         ({"data": {"train": {"source": "builtin", "nme": "x"}, "test": "alphabet_runs"}},
          r"data\.train\.nme: unknown key for source builtin"),
         ({"data": {"train": {"name": "alphabet_runs"}}}, r"data\.train\.source: is required"),
@@ -152,6 +169,27 @@ def test_relative_data_paths_are_taken_from_the_recipe_folder(tmp_path):
                        "test": {"from_train": 0.1}}}
     loaded = load_recipe(_write(tmp_path / "recipes", recipe))
     assert loaded["data"]["train"]["path"] == str(tmp_path / "texts.txt")
+
+
+@pytest.mark.parametrize(
+    "task, source, expected",
+    [
+        ("translator", "files", {"type": "sentencepiece", "vocabulary_size": 4000}),
+        ("generator", "files", {"type": "sentencepiece", "vocabulary_size": 4000}),
+        ("generator", "builtin", {"type": "byte"}),
+        ("classifier", "files", {"type": "byte"}),
+    ],
+)
+def test_the_default_tokenizer_follows_the_task_and_the_data(task, source, expected):
+    train = ({"source": "files", "path": "own.tsv"} if source == "files"
+             else {"source": "builtin", "name": "number_words"})
+    recipe = validate_recipe({"task": task, "preset": "tiny", "data": {"train": train}})
+    assert "tokenizer" not in recipe
+    plan = with_defaults(recipe)
+    assert plan["tokenizer"] == expected
+    assert validate_recipe(plan)["tokenizer"] == expected  # what runs is a valid recipe
+    given = {"type": "word_piece", "vocabulary_size": 300}
+    assert with_defaults({**recipe, "tokenizer": given})["tokenizer"] == given
 
 
 def test_apply_overrides_reads_values_as_yaml():
@@ -471,3 +509,56 @@ def test_a_run_whose_budget_is_spent_goes_straight_to_evaluating(budget_stopped,
     assert record["metrics"]["perplexity"] == pytest.approx(
         budget_stopped[1]["metrics"]["perplexity"], rel=1e-5)
     assert (output_dir / "preset" / "config.json").is_file()
+
+
+def test_the_sentencepiece_section_reaches_the_tokenizer(tmp_path):
+    from keras_attn.data import load_dataset
+    from keras_attn.recipes.train import _build_tokenizer
+    from keras_attn.tokenizers import SentencePieceTokenizer, Tokenizer
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"Save file {i} (Ctrl+S).\tDatei {i} speichern (Strg+S).\n"
+                             for i in range(40)), encoding="utf-8")
+    data = load_dataset({"source": "files", "path": str(pairs)}, "translation")
+    spec = {"type": "sentencepiece", "vocabulary_size": 300, "model_type": "bpe",
+            "character_coverage": 1.0}
+    lines = []
+    tokenizer = _build_tokenizer({"tokenizer": spec}, data, str(tmp_path / "work"), lines.append)
+    expected = SentencePieceTokenizer.train(
+        data.sources + data.targets, 300, model_type="bpe", character_coverage=1.0
+    )
+    assert tokenizer.proto == expected.proto
+    assert lines[0].startswith("tokenizer: sentencepiece, ") and "trained" in lines[0]
+    # A rerun of the unfinished run reads the saved one back.
+    again = _build_tokenizer({"tokenizer": spec}, data, str(tmp_path / "work"), lines.append)
+    assert isinstance(again, SentencePieceTokenizer) and again.proto == tokenizer.proto
+    assert isinstance(Tokenizer.from_directory(str(tmp_path / "work" / "tokenizer")),
+                      SentencePieceTokenizer)
+
+
+def test_a_translator_on_your_own_pairs_gets_a_lossless_tokenizer(tmp_path):
+    from keras_attn.models import Translator
+    from keras_attn.tokenizers import SentencePieceTokenizer
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"Save  file {i} (Ctrl+S).\tDatei {i} speichern (Strg+S).\n"
+                             for i in range(80)), encoding="utf-8")
+    recipe = {
+        "task": "translator",
+        "preset": "tiny",
+        "model": {"source_length": 32, "target_length": 32, "num_encoder_layers": 1,
+                  "num_decoder_layers": 1, "hidden_dim": 32},
+        "data": {"train": {"source": "files", "path": str(pairs)}, "test": {"from_train": 0.1}},
+        "training": {"epochs": 1, "batch_size": 32, "tensorboard": False},
+        "evaluation": {"bleu": False},
+    }
+    lines = []
+    record = train_recipe(recipe, tmp_path / "run", log=lines.append, verbose=0)
+    assert record["recipe"]["tokenizer"] == {"type": "sentencepiece", "vocabulary_size": 4000}
+    assert any(line.startswith("tokenizer: sentencepiece, ") for line in lines)
+    model = Translator.from_preset(str(tmp_path / "run" / "preset"))
+    tokenizer = model.source_tokenizer
+    assert isinstance(tokenizer, SentencePieceTokenizer)
+    assert 263 < tokenizer.vocabulary_size <= 4000
+    text = "Datei 7 speichern  (Strg+S)."
+    assert tokenizer.detokenize(tokenizer.tokenize(text)).numpy().decode() == text

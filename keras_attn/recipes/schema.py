@@ -9,7 +9,8 @@ task: translator                 # translator | classifier | generator
 description: one line for humans
 preset: tiny                     # a preset name or a preset directory
 model: {source_length: 32}       # overrides of the preset's arguments
-tokenizer: {type: byte}          # or {type: word_piece, vocabulary_size: 8000}
+tokenizer: {type: byte}          # or {type: word_piece, vocabulary_size: 8000},
+                                 # {type: sentencepiece, vocabulary_size: 8000}
 data:                            # keras_attn.data.load_dataset specs
   train: {source: builtin, name: number_words, num_examples: 4000}
   validation: {source: builtin, name: number_words, split: validation}
@@ -46,6 +47,7 @@ from keras_attn.utils.arguments import (
     check_rate,
     check_string,
     check_string_list,
+    check_unit_interval,
 )
 
 # Every ready-made model a recipe can train: each task class says its name.
@@ -121,6 +123,7 @@ positive_number = _recipe_check(check_positive_number, convert=float)
 number = _recipe_check(check_number)
 rate = _recipe_check(check_rate)
 fraction = _recipe_check(check_fraction)
+unit_interval = _recipe_check(check_unit_interval)
 boolean = _recipe_check(check_boolean)
 string = _recipe_check(check_string)
 string_list = _recipe_check(check_string_list)
@@ -273,6 +276,47 @@ OPTIMIZER_SCHEMA = {
     "clipnorm": Field(positive_number, None, "clip each gradient to this norm"),
 }
 
+TOKENIZER_TYPES = ("byte", "word_piece", "sentencepiece")
+# Special tokens plus the 256 byte pieces of SentencePiece's byte fallback.
+SENTENCEPIECE_RESERVED_IDS = 7 + 256
+
+TOKENIZER_SCHEMA = {
+    "type": Field(choice(*TOKENIZER_TYPES), _REQUIRED,
+                  "byte: UTF-8 bytes, no vocabulary; word_piece: trained on the training texts, "
+                  "lowercased, spaces around punctuation on output; sentencepiece: trained on "
+                  "the training texts, lossless (output text keeps its own spacing and "
+                  "punctuation, any character round-trips)"),
+    "vocabulary_size": Field(positive_int, None,
+                             "word_piece, sentencepiece: the largest vocabulary (sentencepiece: "
+                             f"more than {SENTENCEPIECE_RESERVED_IDS}, its special tokens and "
+                             "byte pieces)"),
+    "lowercase": Field(boolean, None, "word_piece: case-fold the text (true)"),
+    "strip_accents": Field(boolean, None, "word_piece: drop accents (false)"),
+    "model_type": Field(choice("unigram", "bpe"), None,
+                        "sentencepiece: unigram language model (unigram, the default) or "
+                        "byte-pair merges (bpe)"),
+    "character_coverage": Field(unit_interval, None,
+                                "sentencepiece: share of the characters that get pieces of "
+                                "their own (0.9995); the rarest are spelled in bytes"),
+}
+
+# The tokenizer of translator and generator recipes that train on the user's
+# own files and name none: real text, for which the byte tokenizer makes long
+# sequences and WordPiece loses the text's spacing around punctuation.
+FILES_TOKENIZER = {"type": "sentencepiece", "vocabulary_size": 4000}
+BUILTIN_TOKENIZER = {"type": "byte"}
+
+
+def default_tokenizer(recipe):
+    """The `tokenizer` section a recipe without one runs with: sentencepiece
+    (`FILES_TOKENIZER`) for a translator or generator whose training data is
+    `source: files`, byte otherwise."""
+    train = recipe.get("data", {}).get("train", {})
+    if recipe.get("task") in ("translator", "generator") and train.get("source") == "files":
+        return dict(FILES_TOKENIZER)
+    return dict(BUILTIN_TOKENIZER)
+
+
 RECIPE_SCHEMA = {
     "task": Field(choice(*TASKS), _REQUIRED, "which ready-made model"),
     "description": Field(string, None, "one line for people"),
@@ -281,16 +325,12 @@ RECIPE_SCHEMA = {
     "model": Field(free_mapping, {}, "overrides of the preset's backbone / task arguments, "
                                      "e.g. sequence_length, num_layers, dropout"),
     "tokenizer": Field(
-        section({
-            "type": Field(choice("byte", "word_piece"), _REQUIRED,
-                          "byte: UTF-8 bytes, no vocabulary; word_piece: trained on the "
-                          "training texts"),
-            "vocabulary_size": Field(positive_int, None, "word_piece: the largest vocabulary"),
-            "lowercase": Field(boolean, None, "word_piece: case-fold the text (true)"),
-            "strip_accents": Field(boolean, None, "word_piece: drop accents (false)"),
-        }),
-        {"type": "byte"},
-        "how text becomes ids (ignored parts of a preset directory, which has its own)",
+        section(TOKENIZER_SCHEMA),
+        None,
+        "how text becomes ids (ignored with a preset directory, which has its own). Without "
+        "this section: a sentencepiece tokenizer of up to "
+        f"{FILES_TOKENIZER['vocabulary_size']} ids for translator and generator recipes whose "
+        "training data are your own files (data.train.source: files), byte otherwise",
     ),
     "data": Field(
         section({
@@ -379,13 +419,7 @@ def _cross_checks(recipe):
         section_name, key = dotted.split(".")
         if key in recipe.get(section_name, {}) and task != owner:
             raise _Invalid(dotted, f"applies to {owner} recipes only (this one is a {task})")
-    tokenizer = recipe.get("tokenizer", {})
-    if tokenizer.get("type") == "word_piece" and "vocabulary_size" not in tokenizer:
-        raise _Invalid("tokenizer.vocabulary_size", "is required with type word_piece")
-    if tokenizer.get("type") == "byte":
-        for key in ("vocabulary_size", "lowercase", "strip_accents"):
-            if key in tokenizer:
-                raise _Invalid(f"tokenizer.{key}", "applies to type word_piece only")
+    _check_tokenizer(recipe.get("tokenizer", {}))
     training = recipe.get("training", {})
     schedule = training.get("schedule", {})
     kind = schedule.get("type", "constant")
@@ -414,6 +448,32 @@ def _cross_checks(recipe):
     data = recipe.get("data", {})
     if "test" not in data and any(k in evaluation for k in ("prompt_length", "prompt_until")):
         raise _Invalid("data.test", "is required to score continuations")
+
+
+# Which tokenizer types each tokenizer key applies to.
+_TOKENIZER_KEY_TYPES = {
+    "vocabulary_size": ("word_piece", "sentencepiece"),
+    "lowercase": ("word_piece",),
+    "strip_accents": ("word_piece",),
+    "model_type": ("sentencepiece",),
+    "character_coverage": ("sentencepiece",),
+}
+
+
+def _check_tokenizer(tokenizer):
+    kind = tokenizer.get("type")
+    for key, kinds in _TOKENIZER_KEY_TYPES.items():
+        if key in tokenizer and kind not in kinds:
+            raise _Invalid(f"tokenizer.{key}", f"applies to type {' / '.join(kinds)} only")
+    if kind in ("word_piece", "sentencepiece") and "vocabulary_size" not in tokenizer:
+        raise _Invalid("tokenizer.vocabulary_size", f"is required with type {kind}")
+    size = tokenizer.get("vocabulary_size")
+    if kind == "sentencepiece" and size <= SENTENCEPIECE_RESERVED_IDS:
+        raise _Invalid(
+            "tokenizer.vocabulary_size",
+            f"must be more than {SENTENCEPIECE_RESERVED_IDS} with type sentencepiece (7 "
+            f"special tokens and 256 byte pieces) (got {size})",
+        )
 
 
 def _check_model_section(recipe):
@@ -586,8 +646,14 @@ def apply_overrides(recipe, overrides, source=None):
 
 
 def with_defaults(recipe):
-    """The recipe with every section's defaults filled in (what is run)."""
-    return _fill(recipe, RECIPE_SCHEMA)
+    """The recipe with every section's defaults filled in (what is run).
+
+    A recipe without a `tokenizer` section gets `default_tokenizer(recipe)`.
+    """
+    result = _fill(recipe, RECIPE_SCHEMA)
+    if "tokenizer" not in result:
+        result["tokenizer"] = _fill(default_tokenizer(recipe), TOKENIZER_SCHEMA)
+    return result
 
 
 def _fill(value, fields):

@@ -39,7 +39,12 @@ from keras_attn.models import Task
 from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
 from keras_attn.recipes.recipe_data import load_recipe_data
 from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
-from keras_attn.tokenizers import ByteTokenizer, Tokenizer, WordPieceTokenizer
+from keras_attn.tokenizers import (
+    ByteTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordPieceTokenizer,
+)
 from keras_attn.training import InverseSquareRootSchedule, training_callbacks
 from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR, TimeBudget
 from keras_attn.utils.atomic_files import replace_path, write_json_atomically
@@ -68,21 +73,27 @@ def _build_tokenizer(recipe, train, work, log):
         return tokenizer
     spec = recipe["tokenizer"]
     started = time.perf_counter()
-    if spec["type"] == "byte":
-        tokenizer = ByteTokenizer()
-    else:
-        try:
+    try:
+        if spec["type"] == "word_piece":
             tokenizer = WordPieceTokenizer.train(
                 _training_texts(train),
                 spec["vocabulary_size"],
                 lowercase=spec.get("lowercase", True),
                 strip_accents=spec.get("strip_accents", False),
             )
-        except ValueError as error:
-            raise ValueError(f"tokenizer: {error}") from None
+        elif spec["type"] == "sentencepiece":
+            options = {key: spec[key] for key in ("model_type", "character_coverage")
+                       if key in spec}
+            tokenizer = SentencePieceTokenizer.train(
+                _training_texts(train), spec["vocabulary_size"], **options
+            )
+        else:
+            tokenizer = ByteTokenizer()
+    except ValueError as error:
+        raise ValueError(f"tokenizer: {error}") from None
     tokenizer.save(path)
     trained = (f", trained on the training texts in {time.perf_counter() - started:.0f}s"
-               if spec["type"] == "word_piece" else "")
+               if spec["type"] != "byte" else "")
     log(f"tokenizer: {spec['type']}, {tokenizer.vocabulary_size} ids{trained}")
     return tokenizer
 

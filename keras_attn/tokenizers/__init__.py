@@ -8,6 +8,9 @@ Every tokenizer reserves the same special tokens at the same ids
 
 - `WordPieceTokenizer.train(texts, vocabulary_size)`: subwords learned from
   your text (keras-hub's WordPiece underneath).
+- `SentencePieceTokenizer.train(texts, vocabulary_size)`: unigram or BPE
+  pieces learned from your text, lossless (`detokenize(tokenize(text)) ==
+  text`) with byte fallback; tensorflow-text's kernels underneath.
 - `ByteTokenizer()`: UTF-8 bytes, no vocabulary, exact round trip.
 - `pack`, `pack_pair`: ragged ids -> dense `(batch, sequence_length)` with
   padding masks and per-row truncation counts; `TruncationReport` sums them.
@@ -15,6 +18,10 @@ Every tokenizer reserves the same special tokens at the same ids
 
 from keras_attn.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_attn.tokenizers.packing import TruncationReport, pack, pack_pair
+from keras_attn.tokenizers.sentence_piece_tokenizer import (
+    MODEL_FILENAME,
+    SentencePieceTokenizer,
+)
 from keras_attn.tokenizers.special_tokens import (
     BOS_ID,
     BOS_TOKEN,
@@ -45,6 +52,7 @@ __all__ = [
     "EOS_TOKEN",
     "MASK_ID",
     "MASK_TOKEN",
+    "MODEL_FILENAME",
     "PAD_ID",
     "PAD_TOKEN",
     "SEP_ID",
@@ -54,6 +62,7 @@ __all__ = [
     "UNK_TOKEN",
     "VOCABULARY_FILENAME",
     "ByteTokenizer",
+    "SentencePieceTokenizer",
     "Tokenizer",
     "TruncationReport",
     "WordPieceTokenizer",

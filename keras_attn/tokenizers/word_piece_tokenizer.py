@@ -33,6 +33,26 @@ class WordPieceTokenizer(Tokenizer):
     `detokenize` joins pieces into words and words with single spaces, so it
     inverts `tokenize` only up to normalization and spacing:
     `"The dog, asleep."` -> `"the dog , asleep ."` with `lowercase=True`.
+    For text that is not a special token spelling, `detokenize(tokenize(
+    text)) == normalise(text)`, where `normalise`:
+
+    1. with `strip_accents`, decomposes the text (Unicode NFD) and drops
+       its nonspacing marks (category Mn);
+    2. cuts it into words: ASCII whitespace (space, tab, newline, carriage
+       return, form feed), control characters (Cc, NUL included) and format
+       characters (Cf, e.g. zero-width space, soft hyphen, bidi marks) end a
+       word and are dropped; each punctuation mark (Unicode category P*, and
+       every printable ASCII character that is not a letter or digit, such
+       as `$+<=>^`|~`) and, with `split_on_cjk`, each CJK ideograph is a
+       word of its own. Other spaces (no-break space U+00A0, U+3000) are
+       word characters;
+    3. with `lowercase`, maps each word through Unicode NFKC_Casefold (full
+       case folding plus compatibility forms, dropping default-ignorable
+       characters: `"Straße"` -> `"strasse"`, `"ﬁ"` -> `"fi"`, no-break
+       space -> space);
+    4. replaces each word that the vocabulary cannot spell (a character
+       never seen in training, or more than 100 UTF-8 bytes) by `[UNK]`;
+    5. joins the words with single spaces.
 
     Build one from data with `WordPieceTokenizer.train(texts,
     vocabulary_size)`, or from a known vocabulary whose first seven tokens are
@@ -207,7 +227,7 @@ class WordPieceTokenizer(Tokenizer):
 
     def _tokenize_batch(self, texts):
         self._checked_vocabulary()
-        return self._untracked.word_piece.tokenize(texts)
+        return self._untracked.word_piece.tokenize(_nul_as_space(texts))
 
     def _detokenize_batch(self, ids):
         self._checked_vocabulary()
@@ -251,6 +271,12 @@ class WordPieceTokenizer(Tokenizer):
             }
         )
         return config
+
+
+def _nul_as_space(texts):
+    """NUL separates words like the other control characters; tf_text's
+    word splitting would instead end the text there."""
+    return tf.strings.regex_replace(texts, "\\x00", " ")
 
 
 def _keep_whole_alphabet(vocabulary, vocabulary_size, suffix_indicator):
@@ -332,7 +358,7 @@ def _text_dataset(texts):
                 "`texts` must be a list of strings or a tf.data.Dataset of strings. "
                 f"Received: texts, a Dataset with element_spec={spec}"
             )
-        return texts
+        return texts.map(_nul_as_space)
     if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple, np.ndarray)):
         raise ValueError(
             "`texts` must be a list of strings or a tf.data.Dataset of strings. "
@@ -346,4 +372,5 @@ def _text_dataset(texts):
             f"`texts` must be a list of strings. Received: texts={_preview(texts)}"
         )
     # Batches make the learner's word counting fast; the order is kept.
-    return tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
+    return dataset.map(_nul_as_space)

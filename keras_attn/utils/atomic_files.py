@@ -100,6 +100,22 @@ def write_text_atomically(path, text):
     _write_through_staging(path, write, is_directory=False)
 
 
+def write_bytes_atomically(path, data):
+    """Writes the `bytes` `data` to the file `path` atomically (as
+    `write_text_atomically`, for binary files such as model protos)."""
+    if not isinstance(data, bytes):
+        raise ValueError(f"`data` must be bytes. Received: data of type {type(data).__name__}")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory, not a file", path)
+
+    def write(staging):
+        with open(staging, "wb") as file:
+            file.write(data)
+
+    _write_through_staging(path, write, is_directory=False)
+
+
 def write_json_atomically(path, value, indent=2):
     """Writes `value` as JSON (indented, ending in a newline) to `path` atomically.
 
