@@ -107,6 +107,8 @@ def exports(tmp_path_factory, generator, translator, classifier):
 # Python (`generate` rounds its buffer up to a multiple of 16 tokens) than
 # in the export (always `sequence_length`).
 PROMPTS = ["abc", "mnop", "", "x", "bcdefghijklmnopqrstuvwxyz" * 2]
+# Prompts whose alphabet-run continuation repeats their own start.
+LOOPING_PROMPTS = ["defabc", "mnopjkl", "xyzuvw"]
 
 
 def _python_logits(model, inputs):
@@ -127,17 +129,16 @@ def test_generator_serves_python_generate_outputs(generator, exports):
             "short": generator.generate(PROMPTS, max_new_tokens=3),
             "long": generator.generate(PROMPTS, max_new_tokens=12),
             "sampled": generator.generate(PROMPTS, max_new_tokens=5, **sampling),
-            "controlled": generator.generate(
-                PROMPTS, max_new_tokens=12, stop_token_ids=None, **controls
-            ),
-            "controlled_sampled": generator.generate(
-                PROMPTS, max_new_tokens=8, **sampling, **controls
-            ),
         }
+    expected["looping"] = generator.generate(LOOPING_PROMPTS, max_new_tokens=8)
+    expected["controlled"] = generator.generate(LOOPING_PROMPTS, max_new_tokens=8, **controls)
+    expected["controlled_sampled"] = generator.generate(
+        LOOPING_PROMPTS, max_new_tokens=8, **sampling, **controls
+    )
     off = dict(no_repeat_ngram_size=0, repetition_penalty=1.0)
     options = dict(temperature=0.0, top_k=0, top_p=1.0, seed=0, **off)
     (
-        default, short, long, sampled, controlled, controlled_sampled, logits, empty
+        default, short, long, sampled, looping, controlled, controlled_sampled, logits, empty
     ) = serve_in_fresh_process(
         exports["generator"],
         [
@@ -145,8 +146,11 @@ def test_generator_serves_python_generate_outputs(generator, exports):
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 3, **options}),
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 12, **options}),
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 5, **sampling, **off}),
-            ("generate", {"inputs": PROMPTS, "max_new_tokens": 12, **options, **controls}),
-            ("generate", {"inputs": PROMPTS, "max_new_tokens": 8, **sampling, **controls}),
+            ("generate", {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **options}),
+            ("generate",
+             {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **options, **controls}),
+            ("generate",
+             {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **sampling, **controls}),
             ("logits", {"token_ids": ids.tolist()}),
             ("serving_default", {"inputs": []}),
         ],
@@ -157,9 +161,11 @@ def test_generator_serves_python_generate_outputs(generator, exports):
     assert long["texts"] == expected["long"]
     assert sampled["texts"] == expected["sampled"]
     assert sampled["texts"] != long["texts"]
-    # The controls change the greedy continuations, and serve what Python gives.
+    # The alphabet run repeats the prompt's start; the controls turn it
+    # away, in the export as in Python.
+    assert looping["texts"] == expected["looping"]
     assert controlled["texts"] == expected["controlled"]
-    assert controlled["texts"] != long["texts"]
+    assert controlled["texts"] != looping["texts"]
     assert controlled_sampled["texts"] == expected["controlled_sampled"]
     np.testing.assert_allclose(logits["logits"], _python_logits(generator, ids), atol=1e-5)
     assert empty["texts"] == []
