@@ -26,8 +26,10 @@ from keras_attn.utils.arguments import (
     ArgumentError,
     check_non_negative_int,
     check_non_negative_number,
+    check_number,
     check_number_in_range,
     check_positive_int,
+    check_positive_number,
     check_unit_interval,
 )
 from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
@@ -256,7 +258,9 @@ def _translate(args):
 
     outputs = in_batches(
         lambda chunk: model.translate(chunk, beam_width=args.beam_width,
-                                      length_penalty=args.length_penalty),
+                                      length_penalty=args.length_penalty,
+                                      no_repeat_ngram_size=args.no_repeat_ngram_size,
+                                      repetition_penalty=args.repetition_penalty),
         texts,
         args.batch_size,
     )
@@ -285,6 +289,8 @@ def _generate(args):
         top_p=args.top_p,
         seed=args.seed,
         stop_token_ids=None if args.no_stop else "eos",
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        repetition_penalty=args.repetition_penalty,
     )
     for output in outputs:
         print(output)
@@ -378,6 +384,28 @@ _unit_interval_float = _option_type(float, check_unit_interval)
 _seconds = _option_type(float, lambda name, value: check_number_in_range(
     name, value, 0, math.inf, include_low=False, include_high=False,
     expected="a positive number of seconds"))
+
+
+def _check_finite_positive(name, value):
+    check_number(name, value)  # NaN and infinities out first
+    return check_positive_number(name, value)
+
+
+_finite_positive_float = _option_type(float, _check_finite_positive)
+
+
+def _add_repetition_options(parser, unit):
+    parser.add_argument(
+        "--no-repeat-ngram-size", type=_non_negative_int, default=0, metavar="N",
+        help=f"never repeat an N-gram of tokens within a {unit}, its start included "
+             "(0: off; default)",
+    )
+    parser.add_argument(
+        "--repetition-penalty", type=_finite_positive_float, default=1.0, metavar="X",
+        help="divide the logit of every token already in the "
+             f"{unit} by X (multiply if negative): above 1 discourages loops "
+             "(1.0: off; default)",
+    )
 
 
 def _add_input_options(parser, what="TEXT", help_text="texts"):
@@ -548,6 +576,7 @@ def build_parser():
                            help="beam search length penalty (GNMT alpha; default 0.6)")
     translate.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
                            help="texts translated at once (default 64)")
+    _add_repetition_options(translate, "translation")
     translate.set_defaults(handler=_translate)
 
     classify = commands.add_parser(
@@ -586,6 +615,7 @@ def build_parser():
                           help="seed for sampling: the same seed gives the same text")
     generate.add_argument("--no-stop", action="store_true",
                           help="do not stop at the end-of-text token; always add N tokens")
+    _add_repetition_options(generate, "prompt and its continuation")
     generate.set_defaults(handler=_generate)
 
     export = commands.add_parser(

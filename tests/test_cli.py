@@ -291,3 +291,45 @@ def test_masked_lm_trains_evaluates_and_exports_through_the_cli(tmp_path):
     assert served.returncode == 0, served.stderr[-2000:]
     (line,) = served.stdout.strip().splitlines()
     assert line.startswith("qdm[MASK]d=ddmqx\t") and "texts=qdm" in line
+
+
+def test_generate_and_translate_pass_the_repetition_controls(tmp_path, capsys):
+    import keras
+
+    from keras_attn.models import Generator, Translator
+
+    keras.utils.set_random_seed(1)
+    generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1, hidden_dim=16)
+    generator.save_to_preset(str(tmp_path / "generator"))
+    translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+                                        num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16)
+    translator.save_to_preset(str(tmp_path / "translator"))
+    prompts, sources = ["ab", "xyz"], ["one two", "three"]
+
+    controls = ["--no-repeat-ngram-size", "1", "--repetition-penalty", "1.3"]
+    assert main(["generate", str(tmp_path / "generator"), *prompts, "--max-new-tokens", "8",
+                 "--no-stop", *controls]) == 0
+    loaded = Generator.from_preset(str(tmp_path / "generator"))
+    options = dict(max_new_tokens=8, stop_token_ids=None)
+    expected = loaded.generate(prompts, no_repeat_ngram_size=1, repetition_penalty=1.3,
+                               **options)
+    assert capsys.readouterr().out == "".join(f"{text}\n" for text in expected)
+    assert expected != loaded.generate(prompts, **options)  # the controls changed the text
+
+    assert main(["translate", str(tmp_path / "translator"), *sources, "--beam-width", "2",
+                 *controls]) == 0
+    loaded = Translator.from_preset(str(tmp_path / "translator"))
+    expected = loaded.translate(sources, beam_width=2, no_repeat_ngram_size=1,
+                                repetition_penalty=1.3)
+    assert capsys.readouterr().out == "".join(f"{text}\n" for text in expected)
+    assert expected != loaded.translate(sources, beam_width=2)
+
+    for option, value, message in [
+        ("--repetition-penalty", "0", "must be a positive number (got '0')"),
+        ("--repetition-penalty", "nan", "must be a finite number (got 'nan')"),
+        ("--no-repeat-ngram-size", "-2", "must be a non-negative integer (got '-2')"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["translate", str(tmp_path / "translator"), "one", option, value])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: {message}" in capsys.readouterr().err

@@ -55,14 +55,18 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
     - `serving_default`: `inputs` string `[None]` -> `texts` string `[None]`
       (greedy continuations, without the prompt).
     - `generate`: `inputs`, `max_new_tokens` int32, `temperature` float32,
-      `top_k` int32, `top_p` float32, `seed` int32 (scalars) -> `texts`.
+      `top_k` int32, `top_p` float32, `seed` int32, `no_repeat_ngram_size`
+      int32 (0: off), `repetition_penalty` float32 (1.0: off) (scalars) ->
+      `texts`.
     - `logits`: `token_ids` int32 `[None, L]` -> `logits` float32
       `[None, L, V]`.
 
     Translator (`S`, `T` = source / target length):
     - `serving_default`: `inputs` -> `translations` string `[None]` (greedy).
-    - `translate`: `inputs`, `length_penalty` float32 -> `translations`
-      (beam search with the `beam_width` given at export).
+    - `translate`: `inputs`, `length_penalty` float32,
+      `no_repeat_ngram_size` int32 (0: off), `repetition_penalty` float32
+      (1.0: off) -> `translations` (beam search with the `beam_width` given
+      at export).
     - `logits`: `source_ids` int32 `[None, S]`, `target_ids` int32
       `[None, T]` -> `logits` float32 `[None, T, V]`.
 
@@ -82,15 +86,15 @@ def export(model, path, overwrite=False, jit_compile=True, **options):
       `[None, L, V]`.
 
     Each signature is also an attribute of the loaded object:
-    `tf.saved_model.load(path).generate(texts, 20, 0.8, 0, 0.9, 7)`, and
+    `tf.saved_model.load(path).generate(texts, 20, 0.8, 0, 0.9, 7, 3, 1.2)`, and
     `keras.layers.TFSMLayer(path, call_endpoint="logits")` wraps the ids
     level (a dict of ids for the translator and the classifier).
 
     Generator outputs equal `generate(texts, max_new_tokens, ...)` (greedy
     by default, stop at `[EOS]`), translator outputs `translate(texts)` and
     `translate(texts, beam_width, length_penalty)`, classifier outputs
-    `classify(texts)`. See `keras_attn.export.endpoints` for how each option
-    works inside the graph.
+    `classify(texts)`, each with the same options. See the tasks'
+    `serving_endpoints` for how each option works inside the graph.
 
     A model with LoRA adapters (`keras_attn.models.fine_tuning.enable_lora`)
     is exported with the adapters merged into its kernels.

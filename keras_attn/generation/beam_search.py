@@ -6,6 +6,10 @@ import numpy as np
 from keras import ops
 
 from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.generation.logits_processors import (
+    check_repetition_controls,
+    repetition_processor,
+)
 from keras_attn.utils.arguments import (
     check_non_negative_int,
     check_number,
@@ -36,6 +40,8 @@ def beam_search(
     pad_id=0,
     start_index=0,
     return_all_beams=False,
+    no_repeat_ngram_size=0,
+    repetition_penalty=1.0,
 ):
     """Finds high-scoring continuations of right-padded prompts.
 
@@ -79,6 +85,11 @@ def beam_search(
         pad_id: int written after `eos_id`.
         start_index: int or scalar int tensor, positions already in `cache`.
         return_all_beams: also return the other beams.
+        no_repeat_ngram_size, repetition_penalty: as in `sample`, a Python
+            number or scalar tensor each. They act on every beam's logits
+            with that beam's own history, before the log-softmax, so beam
+            scores are log-probabilities of the controlled distribution and
+            `num_beams=1` stays greedy decoding with the same controls.
 
     Returns:
         `(token_ids (B, L), scores (B,))`: the best hypothesis per prompt and
@@ -101,6 +112,9 @@ def beam_search(
         eos_id = check_non_negative_int("eos_id", eos_id)
     pad_id = check_non_negative_int("pad_id", pad_id)
     length_penalty = _check_length_penalty(length_penalty)
+    process_logits = repetition_processor(
+        *check_repetition_controls(no_repeat_ngram_size, repetition_penalty)
+    )
     token_ids, prompt_mask, start_index = check_prompts(token_ids, prompt_mask, start_index)
     batch, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
     prompt_length = ops.sum(ops.cast(prompt_mask, "int32"), axis=1)  # (B,)
@@ -134,6 +148,8 @@ def beam_search(
 
     def body(index, alive_ids, alive_scores, finished_ids, finished_scores, done, cache):
         logits, cache = call_next_fn(next_fn, alive_ids, cache, index, has_cache)
+        if process_logits is not None:
+            logits = process_logits(logits, alive_ids, index)
         position = index + 1
         vocab = logits.shape[-1] or ops.shape(logits)[-1]
         log_probs = ops.reshape(ops.log_softmax(logits, axis=-1), (batch, num_beams, vocab))

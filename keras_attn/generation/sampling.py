@@ -8,6 +8,10 @@ import numpy as np
 from keras import ops
 
 from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.generation.logits_processors import (
+    check_repetition_controls,
+    repetition_processor,
+)
 from keras_attn.utils.arguments import (
     check_non_negative_int,
     check_non_negative_number,
@@ -47,6 +51,8 @@ def sample(
     stop_token_ids=(),
     pad_id=0,
     start_index=0,
+    no_repeat_ngram_size=0,
+    repetition_penalty=1.0,
 ):
     """Extends right-padded prompts by greedy decoding or sampling.
 
@@ -56,9 +62,10 @@ def sample(
     `keras_attn.generation.decoding` for the `next_fn` contract). Rows are
     independent: a mixed-length batch gives what each prompt gives alone.
 
-    `temperature`, `top_k`, `top_p` and `seed` may be Python numbers or scalar
-    tensors; tensors are handled inside the graph, so a function traced once
-    serves any values (e.g. optional serving inputs of an exported model).
+    `temperature`, `top_k`, `top_p`, `seed`, `no_repeat_ngram_size` and
+    `repetition_penalty` may be Python numbers or scalar tensors; tensors are
+    handled inside the graph, so a function traced once serves any values
+    (e.g. optional serving inputs of an exported model).
 
     Args:
         next_fn: `(token_ids (B, 1), cache, index) -> (logits (B, vocab), cache)`.
@@ -92,13 +99,23 @@ def sample(
         start_index: int or scalar int tensor, the number of leading
             positions already written into `cache`; it must be smaller than
             every prompt length.
+        no_repeat_ngram_size: `n`, int >= 0: a token that would complete an
+            n-gram already in the row (prompt included) is never chosen;
+            0 = off.
+        repetition_penalty: CTRL's penalty (Keskar et al. 2019), a number
+            > 0: the logit of every token already in the row (prompt
+            included) is divided by it when positive, multiplied by it
+            otherwise; 1.0 = off, > 1 discourages repeats. Both controls act
+            on the logits before temperature, `top_k` and `top_p` (see
+            `keras_attn.generation.logits_processors`).
 
     Returns:
         `(token_ids, generated_mask)`, both `(B, L)`: the prompts with the
         generated tokens, and True where a token was generated (not prompt,
         not padding after a stop token). Symbolic (traced) option values are
         not checked; out-of-range ones act as their nearest valid value
-        (temperature <= 0 greedy, top_k <= 0 no limit, top_p keeps >= 1 token).
+        (temperature <= 0 greedy, top_k <= 0 no limit, top_p keeps >= 1 token,
+        no_repeat_ngram_size <= 0 off, repetition_penalty <= 0 or NaN off).
 
     Example:
     >>> table = 4.0 * np.eye(8, k=1, dtype="float32")  # a bigram "model": t -> t + 1
@@ -113,6 +130,16 @@ def sample(
     >>> out, generated = sample(next_fn, ids, ids > 0, None, temperature=0.8, top_k=3, seed=7)
     >>> ops.convert_to_numpy(generated).tolist()
     [[False, False, True, True, True], [False, True, True, True, True]]
+    >>> loop = table.copy()
+    >>> loop[2, 1], loop[1, 3] = 5.0, 3.0  # 1 -> 2 -> 1 -> 2 ...; 3 is second after 1
+    >>> loop_fn = lambda ids, cache, index: (ops.take(loop, ids[:, 0], axis=0), cache)
+    >>> ids = np.array([[1, 0, 0, 0, 0, 0]])
+    >>> out, _ = sample(loop_fn, ids, ids > 0, None)
+    >>> ops.convert_to_numpy(out).tolist()
+    [[1, 2, 1, 2, 1, 2]]
+    >>> out, _ = sample(loop_fn, ids, ids > 0, None, no_repeat_ngram_size=2)
+    >>> ops.convert_to_numpy(out).tolist()  # "1 2" once only: 3 follows the second 1
+    [[1, 2, 1, 3, 4, 5]]
     """
     temperature = check_number_or_scalar_tensor(
         "temperature", temperature, check_non_negative_number
@@ -121,6 +148,9 @@ def sample(
     top_p = check_number_or_scalar_tensor("top_p", top_p, check_unit_interval)
     pad_id = check_non_negative_int("pad_id", pad_id)
     stop_token_ids = _check_stop_token_ids(stop_token_ids)
+    process_logits = repetition_processor(
+        *check_repetition_controls(no_repeat_ngram_size, repetition_penalty)
+    )
     token_ids, prompt_mask, start_index = check_prompts(token_ids, prompt_mask, start_index)
     greedy_only = is_python_number(temperature) and temperature == 0
     seed = _seed_tensor(seed, greedy_only)
@@ -138,6 +168,8 @@ def sample(
 
     def body(index, token_ids, generated, done, cache):
         logits, cache = call_next_fn(next_fn, token_ids, cache, index, has_cache)
+        if process_logits is not None:
+            logits = process_logits(logits, token_ids, index)
         position = index + 1
         new = choose(logits, ops.stack([seed, position]))
         is_prompt = column(prompt_mask, position)

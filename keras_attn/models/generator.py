@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_attn.generation import sample
+from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.models import serving
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
@@ -47,7 +48,8 @@ class Generator(Task):
     Trains with `model.fit` on `(token_ids, next_token_ids, weights)` batches
     (`make_dataset` builds them from raw text) and generates with
     `generate(prompts, ...)`: greedy, temperature, top-k and top-p sampling,
-    stop tokens, mixed-length batches. Decoding is one compiled
+    stop tokens, an n-gram ban and a repetition penalty, mixed-length
+    batches. Decoding is one compiled
     (`jit_compile`) loop over fixed-size key/value caches; calls with the
     same batch size and length bucket reuse it without retracing, whatever
     the sampling options.
@@ -145,6 +147,8 @@ class Generator(Task):
         seed=None,
         stop_token_ids="eos",
         return_ids=False,
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
     ):
         """Continues each prompt by up to `max_new_tokens` tokens.
 
@@ -162,10 +166,24 @@ class Generator(Task):
                 list of ids that end a row's generation.
             return_ids: return the generated token ids (lists) instead of
                 text.
+            no_repeat_ngram_size: `n` >= 0; no n-gram of tokens occurs twice
+                in a row's tokens (`[BOS]` and prompt included): a token that
+                would repeat one is never chosen. 0: off.
+            repetition_penalty: CTRL's penalty, a number > 0: the logit of a
+                token already in the row is divided by it (multiplied when
+                negative) before temperature, top-k and top-p. 1.0: off;
+                1.1 to 1.5 is usual against loops.
 
         Returns:
             The continuation (without the prompt) for each prompt: a string,
             or a list of strings for a list of prompts.
+
+        Example:
+        >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+        >>> ids = generator.generate("abc", max_new_tokens=8, stop_token_ids=None,
+        ...                          return_ids=True, no_repeat_ngram_size=1)
+        >>> len(set(ids)) == len(ids) == 8  # no token twice: n = 1 bans every repeat
+        True
         """
         single = isinstance(prompts, str)
         max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
@@ -176,6 +194,7 @@ class Generator(Task):
                 f"Received: max_new_tokens={max_new_tokens}"
             )
         stops = self._stop_ids(stop_token_ids)
+        check_repetition_controls(no_repeat_ngram_size, repetition_penalty)
         prompt_ids = self.preprocessor.prompt_ids(
             text_column("prompts", [prompts] if single else prompts)
         )
@@ -204,6 +223,8 @@ class Generator(Task):
             top_p=top_p,
             seed=seed,
             stop_token_ids=stops,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty,
         )
         new_ids = self.preprocessor.continuation_ids(
             output, prompt_lengths, prompt_lengths + max_new_tokens, stops
@@ -226,21 +247,26 @@ class Generator(Task):
         top_p=1.0,
         seed=None,
         stop_token_ids=(),
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
     ):
         """The compiled decoding loop on right-padded id buffers.
 
         Args:
             token_ids: int `(batch, length)`, prompts right-padded with 0.
             prompt_mask: bool `(batch, length)`, True on the prompts.
-            temperature, top_k, top_p, seed: as in `generate`; they are
-                tensors inside the compiled loop, so changing them does not
-                recompile.
+            temperature, top_k, top_p, seed, no_repeat_ngram_size,
+                repetition_penalty: as in `generate`; they are tensors inside
+                the compiled loop, so changing them does not recompile.
             stop_token_ids: a tuple of ids (static).
 
         Returns:
             int `(batch, length)`: prompts followed by generated tokens, then
             0 after a stop token.
         """
+        no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
+            no_repeat_ngram_size, repetition_penalty
+        )
         if seed is None:
             # Python's global generator follows keras.utils.set_random_seed.
             seed = random.randint(0, 2**31 - 1)
@@ -254,6 +280,8 @@ class Generator(Task):
             ops.convert_to_tensor(top_p, "float32"),
             ops.convert_to_tensor(seed, "int32"),
             tuple(stop_token_ids),
+            ops.convert_to_tensor(no_repeat_ngram_size, "int32"),
+            ops.convert_to_tensor(repetition_penalty, "float32"),
         )
 
     def _decode(
@@ -265,6 +293,8 @@ class Generator(Task):
         top_p,
         seed,
         stop_token_ids,
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
         logits_processor=None,
     ):
         """The decoding graph; `logits_processor(logits (B, vocab), index)`,
@@ -298,6 +328,8 @@ class Generator(Task):
             stop_token_ids=stop_token_ids,
             pad_id=self.tokenizer.pad_id,
             start_index=start_index,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty,
         )
         return output
 
@@ -357,7 +389,9 @@ class Generator(Task):
           `max_new_tokens` tokens (baked in; default 32, at most half the
           model's `sequence_length`) -> `{"texts"}`.
         - `generate(inputs, max_new_tokens, temperature, top_k, top_p,
-          seed)`: every option of `generate` as a scalar input -> `{"texts"}`.
+          seed, no_repeat_ngram_size, repetition_penalty)`: every option of
+          `generate` as a scalar input -> `{"texts"}` (0 and 1.0 turn the
+          last two off).
         - `logits(token_ids)`: `(batch, sequence_length)` int32 ->
           `{"logits"}`.
 
@@ -371,6 +405,10 @@ class Generator(Task):
         returned. `max_new_tokens` inputs are clamped to `[0,
         sequence_length - 1]`; other out-of-range options act as their
         nearest valid value (see `keras_attn.generation.sample`).
+
+        The repetition controls see the same history as in `generate`
+        (`[BOS]`, the prompt, the tokens generated so far), so served texts
+        equal `generate`'s with the same options.
         """
         length = self.backbone.sequence_length
         vocabulary_size = self.backbone.vocabulary_size
@@ -386,7 +424,9 @@ class Generator(Task):
         eos = self.tokenizer.eos_id
         preprocessor = self.preprocessor
 
-        def decode(token_ids, prompt_mask, ends, temperature, top_k, top_p, seed):
+        def decode(
+            token_ids, prompt_mask, ends, temperature, top_k, top_p, seed, no_repeat, penalty
+        ):
             only_eos = tf.where(tf.range(vocabulary_size) == eos, 0.0, -np.inf)[None, :]
 
             def end_at_budget(logits, index):
@@ -395,30 +435,50 @@ class Generator(Task):
 
             return self._decode(
                 token_ids, prompt_mask, temperature, top_k, top_p, seed, (eos,),
+                no_repeat_ngram_size=no_repeat, repetition_penalty=penalty,
                 logits_processor=end_at_budget,
             )
 
         decode = serving.compiled_core(decode, jit_compile)
 
-        def continuations(texts, budget, temperature, top_k, top_p, seed):
+        def continuations(texts, budget, temperature, top_k, top_p, seed, no_repeat, penalty):
             budget = tf.clip_by_value(tf.cast(budget, tf.int32), 0, length - 1)
             token_ids, prompt_mask, prompt_lengths, _ = preprocessor.pack_prompts(
                 preprocessor.prompt_ids(texts), length, length - budget
             )
             ends = prompt_lengths + budget
-            output = decode(token_ids, prompt_mask, ends, temperature, top_k, top_p, seed)
+            output = decode(
+                token_ids, prompt_mask, ends, temperature, top_k, top_p, seed, no_repeat, penalty
+            )
             return preprocessor.detokenize(
                 preprocessor.continuation_ids(output, prompt_lengths, ends)
             )
 
         def serve(inputs):
             # Python option values: a greedy-only graph, no sampling branch.
-            return {"texts": continuations(inputs, max_new_tokens, 0.0, 0, 1.0, 0)}
+            return {"texts": continuations(inputs, max_new_tokens, 0.0, 0, 1.0, 0, 0, 1.0)}
 
-        def generate(inputs, max_new_tokens, temperature, top_k, top_p, seed):
-            return {
-                "texts": continuations(inputs, max_new_tokens, temperature, top_k, top_p, seed)
-            }
+        def generate(
+            inputs,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            no_repeat_ngram_size,
+            repetition_penalty,
+        ):
+            texts = continuations(
+                inputs,
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                no_repeat_ngram_size,
+                repetition_penalty,
+            )
+            return {"texts": texts}
 
         return [
             serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
@@ -432,6 +492,8 @@ class Generator(Task):
                     serving.scalar_spec(tf.int32, "top_k"),
                     serving.scalar_spec(tf.float32, "top_p"),
                     serving.scalar_spec(tf.int32, "seed"),
+                    serving.scalar_spec(tf.int32, "no_repeat_ngram_size"),
+                    serving.scalar_spec(tf.float32, "repetition_penalty"),
                 ],
             ),
             serving.logits_endpoint(self, serving.ids_spec(length, "token_ids"), jit_compile),

@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_attn.generation import beam_search, sample
+from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.models import serving
 from keras_attn.models.evaluation import in_batches, limit_examples
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
@@ -170,7 +171,15 @@ class Translator(Task):
 
     # --------------------------------------------------------- translation
 
-    def translate(self, texts, beam_width=1, length_penalty=0.6, max_length=None):
+    def translate(
+        self,
+        texts,
+        beam_width=1,
+        length_penalty=0.6,
+        max_length=None,
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
+    ):
         """Translates a string or a list of strings.
 
         Args:
@@ -179,15 +188,37 @@ class Translator(Task):
             length_penalty: GNMT `alpha` for beam search (0 = none).
             max_length: most target tokens to produce (default: the model's
                 `target_length - 1`).
+            no_repeat_ngram_size: `n` >= 0; no n-gram of target tokens
+                occurs twice in a translation (`[BOS]` included); with beam
+                search, in each beam. 0: off.
+            repetition_penalty: CTRL's penalty, a number > 0: the logit of
+                a target token already produced is divided by it
+                (multiplied when negative). 1.0: off.
 
         Returns:
             The translation(s), in the input's form (string or list).
+
+        Example:
+        >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+        ...     num_encoder_layers=1, num_decoder_layers=1)
+        >>> output = translator.translate("one two", no_repeat_ngram_size=2,
+        ...                               repetition_penalty=1.3)
+        >>> isinstance(output, str)
+        True
         """
         single = isinstance(texts, str)
+        check_repetition_controls(no_repeat_ngram_size, repetition_penalty)
         source_ids, _ = self.encode_sources([texts] if single else texts)
         if len(source_ids) == 0:
             return []
-        output = self.translate_ids(source_ids, beam_width, length_penalty, max_length)
+        output = self.translate_ids(
+            source_ids,
+            beam_width,
+            length_penalty,
+            max_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=repetition_penalty,
+        )
         decoded = [
             text.decode("utf-8", errors="replace")
             for text in self.preprocessor.translations(output).numpy()
@@ -195,19 +226,28 @@ class Translator(Task):
         return decoded[0] if single else decoded
 
     def translate_ids(
-        self, source_ids, beam_width=1, length_penalty=0.6, max_length=None, search=None
+        self,
+        source_ids,
+        beam_width=1,
+        length_penalty=0.6,
+        max_length=None,
+        search=None,
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
     ):
         """Compiled decoding from source ids `(batch, source_length)`.
 
         Args:
             source_ids: int `(batch, source_length)`, as `encode_sources`.
-            beam_width, length_penalty, max_length: as in `translate`.
+            beam_width, length_penalty, max_length, no_repeat_ngram_size,
+                repetition_penalty: as in `translate`.
             search: `"greedy"` or `"beam"`; by default greedy for
                 `beam_width=1`, beam search otherwise.
 
         Returns int `(batch, max_length + 1)`: `[BOS]`, the translation, then
         `[EOS]` and padding. One compiled function per search, beam width and
-        buffer length; the length penalty is a tensor input.
+        buffer length; the length penalty and the repetition controls are
+        tensor inputs (changing them does not recompile).
         """
         beam_width = check_positive_int("beam_width", beam_width)
         search = check_choice(
@@ -223,14 +263,19 @@ class Translator(Task):
                 f"`max_length` must be smaller than target_length "
                 f"({self.backbone.target_length}). Received: max_length={max_length}"
             )
+        no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
+            no_repeat_ngram_size, repetition_penalty
+        )
         key = (search, beam_width, max_length)
         if key not in self._translate_functions:
             self._translate_functions[key] = compiled(
-                lambda s, p: self._decode(s, p, search, beam_width, max_length + 1)
+                lambda s, p, n, r: self._decode(s, p, search, beam_width, max_length + 1, n, r)
             )
         return self._translate_functions[key](
             ops.convert_to_tensor(source_ids, "int32"),
             ops.convert_to_tensor(length_penalty, "float32"),
+            ops.convert_to_tensor(no_repeat_ngram_size, "int32"),
+            ops.convert_to_tensor(repetition_penalty, "float32"),
         )
 
     # ------------------------------------------------------------ evaluation
@@ -268,11 +313,13 @@ class Translator(Task):
 
         - `serving_default(inputs)`: greedy translations ->
           `{"translations"}`, as `translate(texts)`.
-        - `translate(inputs, length_penalty)`: beam search with `beam_width`
-          beams (fixed at export: the beams are a static axis of the graph)
-          -> `{"translations"}`, as `translate(texts, beam_width,
-          length_penalty)`. `beam_width=1` exports greedy decoding
-          (`length_penalty` is unused).
+        - `translate(inputs, length_penalty, no_repeat_ngram_size,
+          repetition_penalty)`: beam search with `beam_width` beams (fixed at
+          export: the beams are a static axis of the graph) ->
+          `{"translations"}`, as `translate(texts, beam_width,
+          length_penalty, no_repeat_ngram_size=..., repetition_penalty=...)`
+          (0 and 1.0 turn the last two off). `beam_width=1` exports greedy
+          decoding (`length_penalty` is unused).
         - `logits({"source_ids", "target_ids"})`: `(batch, source_length)`
           and `(batch, target_length)` int32 -> `{"logits"}`.
 
@@ -288,8 +335,8 @@ class Translator(Task):
             jit_compile,
         )
         beam = serving.compiled_core(
-            lambda source_ids, length_penalty: self._decode(
-                source_ids, length_penalty, search, beam_width, target_length
+            lambda source_ids, length_penalty, no_repeat, penalty: self._decode(
+                source_ids, length_penalty, search, beam_width, target_length, no_repeat, penalty
             ),
             jit_compile,
         )
@@ -300,8 +347,10 @@ class Translator(Task):
         def serve(inputs):
             return {"translations": preprocessor.translations(greedy(source_ids(inputs)))}
 
-        def translate(inputs, length_penalty):
-            output = beam(source_ids(inputs), length_penalty)
+        def translate(inputs, length_penalty, no_repeat_ngram_size, repetition_penalty):
+            output = beam(
+                source_ids(inputs), length_penalty, no_repeat_ngram_size, repetition_penalty
+            )
             return {"translations": preprocessor.translations(output)}
 
         ids = {
@@ -313,12 +362,26 @@ class Translator(Task):
             serving.Endpoint(
                 serving.TRANSLATE,
                 translate,
-                [serving.texts_spec(), serving.scalar_spec(tf.float32, "length_penalty")],
+                [
+                    serving.texts_spec(),
+                    serving.scalar_spec(tf.float32, "length_penalty"),
+                    serving.scalar_spec(tf.int32, "no_repeat_ngram_size"),
+                    serving.scalar_spec(tf.float32, "repetition_penalty"),
+                ],
             ),
             serving.logits_endpoint(self, ids, jit_compile),
         ]
 
-    def _decode(self, source_ids, length_penalty, search, beam_width, length):
+    def _decode(
+        self,
+        source_ids,
+        length_penalty,
+        search,
+        beam_width,
+        length,
+        no_repeat_ngram_size=0,
+        repetition_penalty=1.0,
+    ):
         batch_size = ops.shape(source_ids)[0]
         encoder_outputs, source_mask = self.backbone.encode(source_ids)
         cache = (
@@ -341,7 +404,14 @@ class Translator(Task):
         eos, pad = self.target_tokenizer.eos_id, self.target_tokenizer.pad_id
         if search == "greedy":
             output, _ = sample(
-                next_fn, token_ids, prompt_mask, cache, stop_token_ids=(eos,), pad_id=pad
+                next_fn,
+                token_ids,
+                prompt_mask,
+                cache,
+                stop_token_ids=(eos,),
+                pad_id=pad,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                repetition_penalty=repetition_penalty,
             )
         else:
             output, _ = beam_search(
@@ -353,5 +423,7 @@ class Translator(Task):
                 length_penalty=length_penalty,
                 eos_id=eos,
                 pad_id=pad,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                repetition_penalty=repetition_penalty,
             )
         return output

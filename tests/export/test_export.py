@@ -107,6 +107,8 @@ def exports(tmp_path_factory, generator, translator, classifier):
 # Python (`generate` rounds its buffer up to a multiple of 16 tokens) than
 # in the export (always `sequence_length`).
 PROMPTS = ["abc", "mnop", "", "x", "bcdefghijklmnopqrstuvwxyz" * 2]
+# Prompts whose alphabet-run continuation repeats their own start.
+LOOPING_PROMPTS = ["defabc", "mnopjkl", "xyzuvw"]
 
 
 def _python_logits(model, inputs):
@@ -120,6 +122,7 @@ def test_generator_serves_python_generate_outputs(generator, exports):
     ids = np.zeros((2, LENGTH), "int32")
     ids[0, :4], ids[1, :2] = [2, 10, 11, 12], [2, 30]
     sampling = dict(temperature=0.9, top_k=5, top_p=0.9, seed=7)
+    controls = dict(no_repeat_ngram_size=2, repetition_penalty=1.3)
     with pytest.warns(UserWarning, match="dropped"):
         expected = {
             "default": generator.generate(PROMPTS, max_new_tokens=6),
@@ -127,14 +130,27 @@ def test_generator_serves_python_generate_outputs(generator, exports):
             "long": generator.generate(PROMPTS, max_new_tokens=12),
             "sampled": generator.generate(PROMPTS, max_new_tokens=5, **sampling),
         }
-    options = dict(temperature=0.0, top_k=0, top_p=1.0, seed=0)
-    default, short, long, sampled, logits, empty = serve_in_fresh_process(
+    expected["looping"] = generator.generate(LOOPING_PROMPTS, max_new_tokens=8)
+    expected["controlled"] = generator.generate(LOOPING_PROMPTS, max_new_tokens=8, **controls)
+    expected["controlled_sampled"] = generator.generate(
+        LOOPING_PROMPTS, max_new_tokens=8, **sampling, **controls
+    )
+    off = dict(no_repeat_ngram_size=0, repetition_penalty=1.0)
+    options = dict(temperature=0.0, top_k=0, top_p=1.0, seed=0, **off)
+    (
+        default, short, long, sampled, looping, controlled, controlled_sampled, logits, empty
+    ) = serve_in_fresh_process(
         exports["generator"],
         [
             ("serving_default", {"inputs": PROMPTS}),
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 3, **options}),
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 12, **options}),
-            ("generate", {"inputs": PROMPTS, "max_new_tokens": 5, **sampling}),
+            ("generate", {"inputs": PROMPTS, "max_new_tokens": 5, **sampling, **off}),
+            ("generate", {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **options}),
+            ("generate",
+             {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **options, **controls}),
+            ("generate",
+             {"inputs": LOOPING_PROMPTS, "max_new_tokens": 8, **sampling, **controls}),
             ("logits", {"token_ids": ids.tolist()}),
             ("serving_default", {"inputs": []}),
         ],
@@ -145,6 +161,12 @@ def test_generator_serves_python_generate_outputs(generator, exports):
     assert long["texts"] == expected["long"]
     assert sampled["texts"] == expected["sampled"]
     assert sampled["texts"] != long["texts"]
+    # The alphabet run repeats the prompt's start; the controls turn it
+    # away, in the export as in Python.
+    assert looping["texts"] == expected["looping"]
+    assert controlled["texts"] == expected["controlled"]
+    assert controlled["texts"] != looping["texts"]
+    assert controlled_sampled["texts"] == expected["controlled_sampled"]
     np.testing.assert_allclose(logits["logits"], _python_logits(generator, ids), atol=1e-5)
     assert empty["texts"] == []
 
@@ -154,11 +176,14 @@ def test_translator_serves_python_translate_outputs(translator, exports):
     source_ids, _ = translator.encode_sources(sources)
     target_ids = np.full((6, 8), 2, "int32")
     target_ids[:, 1:3] = [10, 11]
-    greedy, beam, logits = serve_in_fresh_process(
+    controls = dict(no_repeat_ngram_size=1, repetition_penalty=1.5)
+    off = dict(no_repeat_ngram_size=0, repetition_penalty=1.0)
+    greedy, beam, controlled, logits = serve_in_fresh_process(
         exports["translator"],
         [
             ("serving_default", {"inputs": sources}),
-            ("translate", {"inputs": sources, "length_penalty": 0.6}),
+            ("translate", {"inputs": sources, "length_penalty": 0.6, **off}),
+            ("translate", {"inputs": sources, "length_penalty": 0.6, **controls}),
             ("logits", {"source_ids": source_ids.tolist(), "target_ids": target_ids.tolist()}),
         ],
     )
@@ -166,6 +191,11 @@ def test_translator_serves_python_translate_outputs(translator, exports):
     assert any(expected_greedy)
     assert greedy["translations"] == expected_greedy
     assert beam["translations"] == translator.translate(sources, beam_width=3, length_penalty=0.6)
+    expected_controlled = translator.translate(sources, beam_width=3, length_penalty=0.6,
+                                               **controls)
+    assert controlled["translations"] == expected_controlled
+    # n = 1: no character twice in a translation (the byte tokenizer's tokens).
+    assert all(len(set(text)) == len(text) for text in expected_controlled)
     inputs = {"source_ids": source_ids, "target_ids": target_ids}
     np.testing.assert_allclose(logits["logits"], _python_logits(translator, inputs), atol=1e-5)
 
@@ -221,7 +251,10 @@ def _saved_model_cli(path):
             "generator",
             {
                 "serving_default": ["inputs"],
-                "generate": ["inputs", "max_new_tokens", "temperature", "top_k", "top_p", "seed"],
+                "generate": [
+                    "inputs", "max_new_tokens", "temperature", "top_k", "top_p", "seed",
+                    "no_repeat_ngram_size", "repetition_penalty",
+                ],
                 "logits": ["token_ids"],
             },
         ),
@@ -229,7 +262,9 @@ def _saved_model_cli(path):
             "translator",
             {
                 "serving_default": ["inputs"],
-                "translate": ["inputs", "length_penalty"],
+                "translate": [
+                    "inputs", "length_penalty", "no_repeat_ngram_size", "repetition_penalty",
+                ],
                 "logits": ["source_ids", "target_ids"],
             },
         ),

@@ -162,3 +162,38 @@ def tiny_decoder_lm(vocab=12, length=10, seed=0):
         return logits_of(hidden)[0, len(prefix) - 1] + no_padding
 
     return next_fn, empty_caches, logits_fn
+
+
+def controlled_logits_fn(logits_fn, no_repeat_ngram_size=0, repetition_penalty=1.0):
+    """`logits_fn` with the repetition controls, written out plainly: the
+    penalty on every token of the prefix, then `-inf` on every token that
+    ends an n-gram of the prefix whose first `n - 1` tokens are the prefix's
+    last `n - 1` (unless that bans every token)."""
+
+    def controlled(prefix):
+        logits = np.array(logits_fn(prefix), "float64")
+        if repetition_penalty != 1.0:
+            for token in set(prefix):
+                value = logits[token]
+                logits[token] = value / repetition_penalty if value > 0 else (
+                    value * repetition_penalty
+                )
+        n = no_repeat_ngram_size
+        if n > 0 and len(prefix) >= n - 1:
+            tail = tuple(prefix[len(prefix) - (n - 1):])
+            banned = {
+                prefix[start + n - 1]
+                for start in range(len(prefix) - n + 1)
+                if tuple(prefix[start : start + n - 1]) == tail
+            }
+            if len(banned) < len(logits):
+                logits[list(banned)] = -np.inf
+        return logits
+
+    return controlled
+
+
+def repeated_ngrams(tokens, n):
+    """The n-grams that occur more than once in `tokens`."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return sorted({gram for gram in grams if grams.count(gram) > 1})

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_attn.data import alphabet_runs
 from keras_attn.models import Generator
+from tests.generation.references import controlled_logits_fn, repeated_ngrams
 from tests.models.conftest import compile_for_tokens, logits_of
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -200,3 +201,57 @@ def test_compile_defaults_are_the_tasks_own():
     assert {"loss", "masked_accuracy", "perplexity"} <= set(history.history)
     with pytest.raises(ValueError, match="`label_smoothing` applies to the task's own loss"):
         generator.compile(loss="mse", label_smoothing=0.1)
+
+
+def test_no_repeat_ngram_size_never_repeats_an_ngram_of_the_row(trained):
+    generator, _ = trained
+    # Past the alphabet the trained model loops ([EOS] [EOS] ...): prompts
+    # of 3 letters + [BOS] fit the 16 - 12 slots left to a prompt.
+    prompts = ["xyz", "uvw", "nop", "z"]
+    options = dict(max_new_tokens=12, stop_token_ids=None, return_ids=True)
+    bos = generator.tokenizer.bos_id
+    rows = [[bos, *ids] for ids in generator.tokenizer.tokenize(prompts).to_list()]
+    plain = generator.generate(prompts, **options)
+    assert any(repeated_ngrams(row + out, 2) for row, out in zip(rows, plain))
+    for size in (2, 3):
+        outputs = generator.generate(prompts, no_repeat_ngram_size=size, **options)
+        for row, out in zip(rows, outputs):
+            assert len(out) == 12 and repeated_ngrams(row + out, size) == []
+
+
+def _uncached_controlled_greedy(generator, prompt, max_new_tokens, size, penalty):
+    """Reference: the whole causal pass per token, the controls applied in
+    plain Python to the full row (`[BOS]` and prompt included)."""
+    ids = [generator.tokenizer.bos_id, *generator.tokenizer.tokenize([prompt])[0].numpy()]
+    logits_fn = controlled_logits_fn(
+        lambda prefix: logits_of(generator, np.array([prefix], "int32"))[0, -1], size, penalty
+    )
+    start = len(ids)
+    for _ in range(max_new_tokens):
+        ids.append(int(np.argmax(logits_fn(ids))))
+    return ids[start:]
+
+
+def test_controls_match_the_uncached_reference_and_do_not_recompile(trained):
+    generator, _ = trained
+    prompts = ["xyz", "abc", "q"]
+    options = dict(max_new_tokens=10, stop_token_ids=None, return_ids=True)
+    generator.generate(prompts, **options)
+    traces = generator._decode_function.experimental_get_tracing_count()
+    for size, penalty in [(2, 1.0), (0, 2.5), (3, 1.8)]:
+        outputs = generator.generate(
+            prompts, no_repeat_ngram_size=size, repetition_penalty=penalty, **options
+        )
+        for prompt, out in zip(prompts, outputs):
+            assert out == _uncached_controlled_greedy(generator, prompt, 10, size, penalty)
+    sampled = generator.generate(prompts, temperature=0.8, top_p=0.9, seed=3,
+                                 no_repeat_ngram_size=2, repetition_penalty=1.2, **options)
+    assert all(len(out) == 10 for out in sampled)
+    assert generator._decode_function.experimental_get_tracing_count() == traces
+    with pytest.raises(ValueError, match="`no_repeat_ngram_size` must be a non-negative integer"):
+        generator.generate("abc", max_new_tokens=4, no_repeat_ngram_size=-1)
+    with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
+        generator.generate("abc", max_new_tokens=4, repetition_penalty=0.0)
+    with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
+        generator.generate_ids(np.array([[2, 10, 0, 0]]), np.array([[True, True, False, False]]),
+                               repetition_penalty=float("nan"))

@@ -7,6 +7,7 @@ from keras import ops
 from keras_attn.data import number_words
 from keras_attn.models import Translator
 from keras_attn.tokenizers import ByteTokenizer, WordPieceTokenizer
+from tests.generation.references import repeated_ngrams
 from tests.models.conftest import compile_for_tokens, logits_of
 
 
@@ -123,3 +124,40 @@ def test_bad_arguments(trained):
     with pytest.raises(ValueError, match="target_tokenizer"):
         Translator.from_preset("tiny", target_tokenizer=ByteTokenizer(),
                                target_vocabulary_size=100, share_embeddings=False)
+
+
+def _until_eos(row, eos):
+    row = list(row)
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+def test_repetition_controls_in_greedy_and_beam_search(trained):
+    translator, _ = trained
+    eos = translator.target_tokenizer.eos_id
+    sources = ["eleven", "one hundred eleven", "two hundred twenty two", "five hundred five",
+               "three hundred thirty", "seven"]
+    source_ids, _ = translator.encode_sources(sources)
+    plain = ops.convert_to_numpy(translator.translate_ids(source_ids))
+    # The digits repeat ("111", "222"): with n = 1 no token may come twice.
+    assert any(repeated_ngrams(_until_eos(row, eos), 1) for row in plain)
+    greedy = translator._translate_functions[("greedy", 1, 7)]
+    traces = greedy.experimental_get_tracing_count()
+    for size, penalty in [(1, 1.0), (2, 1.5), (0, 3.0)]:
+        controls = dict(no_repeat_ngram_size=size, repetition_penalty=penalty)
+        ids = ops.convert_to_numpy(translator.translate_ids(source_ids, **controls))
+        beam = translator.translate_ids(source_ids, beam_width=1, search="beam", **controls)
+        np.testing.assert_array_equal(ops.convert_to_numpy(beam), ids)
+        if size:
+            for row in ids:
+                assert repeated_ngrams(_until_eos(row, eos), size) == []
+        wide = ops.convert_to_numpy(translator.translate_ids(source_ids, beam_width=3, **controls))
+        if size:
+            for row in wide:
+                assert repeated_ngrams(_until_eos(row, eos), size) == []
+    assert greedy.experimental_get_tracing_count() == traces
+    texts = translator.translate(sources, no_repeat_ngram_size=1)
+    assert all(len(set(text)) == len(text) for text in texts)
+    with pytest.raises(ValueError, match="`no_repeat_ngram_size` must be a non-negative integer"):
+        translator.translate("one", no_repeat_ngram_size=1.5)
+    with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
+        translator.translate("one", beam_width=2, repetition_penalty=-1.0)
