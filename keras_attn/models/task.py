@@ -160,6 +160,15 @@ class Task(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restores a saved compile state (`.keras` files). `compile` above
+        only fills in defaults, so the saved optimizer, loss and metrics go
+        through it unchanged."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            # Optimizer variables exist before the saved values are loaded.
+            self.optimizer.build(self.trainable_variables)
+
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`; a `tf.data.Dataset` (as `make_dataset` builds,
         shuffled already) is not asked to shuffle again, which Keras would

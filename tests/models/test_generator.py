@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -255,3 +256,22 @@ def test_controls_match_the_uncached_reference_and_do_not_recompile(trained):
     with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
         generator.generate_ids(np.array([[2, 10, 0, 0]]), np.array([[True, True, False, False]]),
                                repetition_penalty=float("nan"))
+
+
+def test_a_keras_file_restores_the_compiled_state(tmp_path):
+    generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    generator.compile(optimizer=keras.optimizers.AdamW(2e-3), label_smoothing=0.1)
+    dataset = generator.make_dataset(alphabet_runs(64, seed=0), batch_size=32)
+    generator.fit(dataset, epochs=1, verbose=0)
+    path = str(tmp_path / "compiled.keras")
+    generator.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.saving.load_model(path)
+    assert loaded.compiled and isinstance(loaded.optimizer, keras.optimizers.AdamW)
+    assert loaded.loss.label_smoothing == 0.1 and loaded.jit_compile is True
+    np.testing.assert_allclose(
+        float(loaded.optimizer.iterations), float(generator.optimizer.iterations)
+    )
+    history = loaded.fit(dataset, epochs=1, verbose=0)
+    assert {"loss", "masked_accuracy", "perplexity"} <= set(history.history)
