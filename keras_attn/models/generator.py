@@ -458,27 +458,9 @@ class Generator(Task):
             # Python option values: a greedy-only graph, no sampling branch.
             return {"texts": continuations(inputs, max_new_tokens, 0.0, 0, 1.0, 0, 0, 1.0)}
 
-        def generate(
-            inputs,
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            no_repeat_ngram_size,
-            repetition_penalty,
-        ):
-            texts = continuations(
-                inputs,
-                max_new_tokens,
-                temperature,
-                top_k,
-                top_p,
-                seed,
-                no_repeat_ngram_size,
-                repetition_penalty,
-            )
-            return {"texts": texts}
+        def generate(inputs, *options):
+            # The options in the order of the signature below.
+            return {"texts": continuations(inputs, *options)}
 
         return [
             serving.Endpoint(serving.SERVING_DEFAULT, serve, [serving.texts_spec()]),
@@ -492,8 +474,7 @@ class Generator(Task):
                     serving.scalar_spec(tf.int32, "top_k"),
                     serving.scalar_spec(tf.float32, "top_p"),
                     serving.scalar_spec(tf.int32, "seed"),
-                    serving.scalar_spec(tf.int32, "no_repeat_ngram_size"),
-                    serving.scalar_spec(tf.float32, "repetition_penalty"),
+                    *serving.repetition_control_specs(),
                 ],
             ),
             serving.logits_endpoint(self, serving.ids_spec(length, "token_ids"), jit_compile),

@@ -43,6 +43,14 @@ def scalar_spec(dtype, name):
     return tf.TensorSpec([], dtype, name=name)
 
 
+def repetition_control_specs():
+    """`no_repeat_ngram_size` (int32) and `repetition_penalty` (float32)."""
+    return [
+        scalar_spec(tf.int32, "no_repeat_ngram_size"),
+        scalar_spec(tf.float32, "repetition_penalty"),
+    ]
+
+
 def ids_spec(length, name, dtype=tf.int32):
     """A batch of `length` ids (or flags), `[None, length]`."""
     return tf.TensorSpec([None, length], dtype, name=name)

@@ -365,8 +365,7 @@ class Translator(Task):
                 [
                     serving.texts_spec(),
                     serving.scalar_spec(tf.float32, "length_penalty"),
-                    serving.scalar_spec(tf.int32, "no_repeat_ngram_size"),
-                    serving.scalar_spec(tf.float32, "repetition_penalty"),
+                    *serving.repetition_control_specs(),
                 ],
             ),
             serving.logits_endpoint(self, ids, jit_compile),
