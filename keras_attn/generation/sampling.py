@@ -141,11 +141,7 @@ def sample(
     >>> ops.convert_to_numpy(out).tolist()  # "1 2" once only: 3 follows the second 1
     [[1, 2, 1, 3, 4, 5]]
     """
-    temperature = check_number_or_scalar_tensor(
-        "temperature", temperature, check_non_negative_number
-    )
-    top_k = check_number_or_scalar_tensor("top_k", top_k, check_non_negative_int)
-    top_p = check_number_or_scalar_tensor("top_p", top_p, check_unit_interval)
+    temperature, top_k, top_p = check_sampling_options(temperature, top_k, top_p)
     pad_id = check_non_negative_int("pad_id", pad_id)
     stop_token_ids = _check_stop_token_ids(stop_token_ids)
     process_logits = repetition_processor(
@@ -189,6 +185,19 @@ def sample(
         maximum_iterations=length - 1 - start_index,
     )
     return token_ids, generated
+
+
+def check_sampling_options(temperature, top_k, top_p):
+    """Checks `temperature` (>= 0), `top_k` (int >= 0) and `top_p` (in
+    [0, 1]), each a number or a scalar tensor (checked when its value is
+    known); returns them. Callers that turn the options into tensors before
+    a compiled loop check them here first."""
+    temperature = check_number_or_scalar_tensor(
+        "temperature", temperature, check_non_negative_number
+    )
+    top_k = check_number_or_scalar_tensor("top_k", top_k, check_non_negative_int)
+    top_p = check_number_or_scalar_tensor("top_p", top_p, check_unit_interval)
+    return temperature, top_k, top_p
 
 
 def _token_chooser(temperature, top_k, top_p):

@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_attn.generation import sample
 from keras_attn.generation.logits_processors import check_repetition_controls
+from keras_attn.generation.sampling import check_sampling_options
 from keras_attn.models import serving
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
@@ -264,6 +265,7 @@ class Generator(Task):
             int `(batch, length)`: prompts followed by generated tokens, then
             0 after a stop token.
         """
+        temperature, top_k, top_p = check_sampling_options(temperature, top_k, top_p)
         no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
             no_repeat_ngram_size, repetition_penalty
         )

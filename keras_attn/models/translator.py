@@ -27,7 +27,12 @@ from keras_attn.preprocessors import (
     text_dataset,
 )
 from keras_attn.training.metrics import corpus_bleu
-from keras_attn.utils.arguments import check_choice, check_positive_int
+from keras_attn.utils.arguments import (
+    check_choice,
+    check_number,
+    check_number_or_scalar_tensor,
+    check_positive_int,
+)
 from keras_attn.utils.keras_compat import without_keras_mask
 
 # Beams of the exported `translate` signature unless given at export.
@@ -250,14 +255,23 @@ class Translator(Task):
         tensor inputs (changing them does not recompile).
         """
         beam_width = check_positive_int("beam_width", beam_width)
+        vocabulary_size = self.backbone.target_vocabulary_size
+        if beam_width > vocabulary_size:
+            raise ValueError(
+                f"`beam_width` must be at most the target vocabulary size ({vocabulary_size}). "
+                f"Received: beam_width={beam_width}"
+            )
+        length_penalty = check_number_or_scalar_tensor(
+            "length_penalty", length_penalty, check_number
+        )
         search = check_choice(
             "search", search or ("greedy" if beam_width == 1 else "beam"), ("greedy", "beam")
         )
         if search == "greedy" and beam_width != 1:
             raise ValueError(f"`search='greedy'` needs beam_width=1. Received: {beam_width}")
-        max_length = check_positive_int(
-            "max_length", max_length or self.backbone.target_length - 1
-        )
+        if max_length is None:
+            max_length = self.backbone.target_length - 1
+        max_length = check_positive_int("max_length", max_length)
         if max_length >= self.backbone.target_length:
             raise ValueError(
                 f"`max_length` must be smaller than target_length "

@@ -275,3 +275,24 @@ def test_a_keras_file_restores_the_compiled_state(tmp_path):
     )
     history = loaded.fit(dataset, epochs=1, verbose=0)
     assert {"loss", "masked_accuracy", "perplexity"} <= set(history.history)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("temperature", -1.0, "`temperature` must be a number >= 0"),
+        ("temperature", float("nan"), "`temperature` must be a number >= 0"),
+        ("top_p", 1.5, r"`top_p` must be a number in \(0, 1\]"),
+        ("top_k", -5, "`top_k` must be a non-negative integer"),
+    ],
+)
+def test_out_of_range_sampling_options_are_refused_not_ignored(option, value, message):
+    # Before, these reached the compiled loop as tensors and quietly gave greedy output.
+    generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    with pytest.raises(ValueError, match=message):
+        generator.generate(["ab"], max_new_tokens=4, **{option: value})
+
+
+def test_an_empty_prompt_list_gives_an_empty_list():
+    generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    assert generator.generate([], max_new_tokens=4) == []

@@ -161,3 +161,16 @@ def test_repetition_controls_in_greedy_and_beam_search(trained):
         translator.translate("one", no_repeat_ngram_size=1.5)
     with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
         translator.translate("one", beam_width=2, repetition_penalty=-1.0)
+
+
+def test_translate_refuses_nan_penalty_zero_length_and_too_many_beams():
+    translator = Translator.from_preset("tiny", source_length=8, target_length=8,
+                                        num_encoder_layers=1, num_decoder_layers=1)
+    with pytest.raises(ValueError, match="`length_penalty` must be a finite number"):
+        translator.translate(["ab"], beam_width=2, length_penalty=float("nan"))
+    # 0 used to mean "the default length".
+    with pytest.raises(ValueError, match="`max_length` must be a positive integer"):
+        translator.translate(["ab"], max_length=0)
+    with pytest.raises(ValueError, match=r"`beam_width` must be at most the target vocabulary"):
+        translator.translate(["ab"], beam_width=1000)
+    assert translator.translate([]) == []
