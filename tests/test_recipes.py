@@ -16,6 +16,7 @@ from keras_attn.recipes import (
     validate_recipe,
     with_defaults,
 )
+from tests.interruptions import CrashAtStep
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 
@@ -403,17 +404,6 @@ class _Tick(keras.callbacks.Callback):
         self.clock.now += 1.0
 
 
-class _CrashAtStep(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            raise RuntimeError("simulated crash")
-
-
 class _CrashAfterBudgetStop(keras.callbacks.Callback):
     """Fails after the built-in callbacks have backed up the stopped epoch."""
 
@@ -481,7 +471,7 @@ def test_a_resumed_run_spends_only_what_is_left_of_the_budget(tmp_path):
     # Crashes at step 10, in the third epoch; the backup is from step 8 and so
     # are the seconds kept with it.
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _train_with_clock(recipe, output_dir, _FakeClock(), [_CrashAtStep(10)])
+        _train_with_clock(recipe, output_dir, _FakeClock(), [CrashAtStep(10)])
     state = json.loads((output_dir / "in_progress" / "backup" / "time_budget.json").read_text())
     assert state == {"seconds": 8.0, "epochs": 2.0, "time_budget": 14.0}
     # Rerun: 3 s to load the data again, then 3 steps leave the budget spent.
@@ -500,7 +490,7 @@ def test_a_run_whose_budget_is_spent_goes_straight_to_evaluating(budget_stopped,
     # Stops at step 6 like `budget_stopped`, backs up, then fails before saving.
     with pytest.raises(RuntimeError, match="simulated crash"):
         _train_with_clock(recipe, output_dir, _FakeClock(setup=2), [_CrashAfterBudgetStop()])
-    record = _train_with_clock(recipe, output_dir, _FakeClock(), [_CrashAtStep(1)])
+    record = _train_with_clock(recipe, output_dir, _FakeClock(), [CrashAtStep(1)])
     training = record["training"]  # no step ran (one would have crashed)
     assert "resumed_at_epoch" not in training and "final_loss" not in training
     assert training["steps"] == 6 and training["epochs_reached"] == 1.5

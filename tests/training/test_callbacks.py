@@ -12,6 +12,7 @@ from keras_attn.training.callbacks import (
     TimeBudget,
     training_callbacks,
 )
+from tests.interruptions import CrashAtStep
 
 EPOCHS = 5
 INTERRUPT_AT = 2  # 0-based: the third epoch never finishes
@@ -194,17 +195,6 @@ class Tick(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.clock.now += self.seconds
-
-
-class CrashAtStep(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            raise RuntimeError("simulated crash")
 
 
 def _iterations(model):
