@@ -13,10 +13,14 @@ from keras_attn.models.classifier_presets import CLASSIFIER_PRESETS
 from keras_attn.models.encoder_backbone import EncoderBackbone
 from keras_attn.models.evaluation import limit_examples, token_scores
 from keras_attn.models.task import (
+    AttentionKind,
     Task,
+    TextInputs,
     check_tokenizer_fits,
     deserialize_part,
+    token_strings,
     tokenizer_and_vocabulary,
+    trim_to_longest,
 )
 from keras_attn.preprocessors import (
     ClassifierPreprocessor,
@@ -69,6 +73,9 @@ class Classifier(Task):
     presets = CLASSIFIER_PRESETS
     backbone_cls = EncoderBackbone
     task_name = "classifier"
+    attention_kinds = {
+        "encoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+    }
     data_task = "classification"
 
     def __init__(
@@ -144,7 +151,10 @@ class Classifier(Task):
         )
 
     def call(self, inputs, training=None):
-        outputs = self.backbone(inputs, training=training)
+        return self.logits_from_backbone(self.backbone(inputs, training=training), inputs, training)
+
+    def logits_from_backbone(self, backbone_outputs, inputs, training=None):
+        outputs = backbone_outputs
         if self.pooling == "cls":
             pooled = outputs["pooled_output"]
         else:
@@ -155,6 +165,19 @@ class Classifier(Task):
             )
         logits = self.head(self.head_dropout(pooled, training=training))
         return ops.cast(logits, "float32")
+
+    def texts_to_inputs(self, texts, targets=None):
+        """`TextInputs` of `texts` (and their pairs in `targets`) as
+        `[CLS] text [SEP] (pair [SEP])`; one sequence, `"tokens"`.
+
+        Example:
+        >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+        >>> batch = classifier.texts_to_inputs(["hi"], targets=["yo"])
+        >>> batch.tokens["tokens"][0], batch.inputs["segment_ids"][0].tolist()
+        (['[CLS]', 'h', 'i', '[SEP]', 'y', 'o', '[SEP]'], [0, 0, 0, 0, 1, 1, 1])
+        """
+        inputs, truncated = self.preprocess(texts, targets)
+        return encoder_text_inputs(self.tokenizer, inputs, truncated)
 
     def preprocess(self, texts, text_pairs=None):
         """Static-shape model inputs for `texts` (and `text_pairs`).
@@ -362,6 +385,9 @@ class MaskedLanguageModel(Task):
     presets = CLASSIFIER_PRESETS
     backbone_cls = EncoderBackbone
     task_name = "masked_lm"
+    attention_kinds = {
+        "encoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+    }
     data_task = "generation"
 
     def __init__(self, backbone, tokenizer, mask_rate=0.15, **kwargs):
@@ -401,11 +427,31 @@ class MaskedLanguageModel(Task):
         return cls(EncoderBackbone(**backbone_config), tokenizer, **task_args)
 
     def call(self, inputs, training=None):
-        sequence = self.backbone(inputs, training=training)["sequence_output"]
-        hidden = self.transform_norm(self.transform(sequence))
+        return self.logits_from_backbone(self.backbone(inputs, training=training), inputs, training)
+
+    def logits_from_backbone(self, backbone_outputs, inputs, training=None):
+        hidden = self.transform_norm(self.transform(backbone_outputs["sequence_output"]))
         # Logits of every position are wanted: the padding mask stays behind.
         logits = self.backbone.token_embedding(without_keras_mask(hidden), reverse=True)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
+
+    def texts_to_inputs(self, texts, targets=None):
+        """`TextInputs` of `[CLS] text [SEP]`, literal `[MASK]`s as mask ids
+        (as `fill_mask` reads them); one sequence, `"tokens"`. Masked
+        language models take no `targets`."""
+        if targets is not None:
+            raise ValueError(
+                "A masked language model reads single texts: `targets` must be None. "
+                f"Received: targets={targets!r:.60}"
+            )
+        texts = text_column("texts", texts)
+        inputs = {
+            name: value.numpy()
+            for name, value in self.preprocessor.fill_mask_inputs(texts).items()
+        }
+        return encoder_text_inputs(
+            self.tokenizer, inputs, self.preprocessor.count_truncated(texts)
+        )
 
     def make_dataset(self, texts, batch_size=32, num_maskings=1, shuffle=True, seed=0):
         """`(inputs, labels)` batches for `fit`, masked by `self.preprocessor`
@@ -528,6 +574,18 @@ class MaskedLanguageModel(Task):
 
     def get_config(self):
         return {**super().get_config(), "mask_rate": self.mask_rate}
+
+
+def encoder_text_inputs(tokenizer, inputs, truncated):
+    """`TextInputs` of packed encoder inputs (`token_ids`, `segment_ids`,
+    `padding_mask`), trimmed to the longest row."""
+    lengths = np.sum(inputs["padding_mask"], axis=1)
+    inputs = trim_to_longest(inputs, lengths)
+    return TextInputs(
+        inputs=inputs,
+        tokens={"tokens": token_strings(tokenizer, inputs["token_ids"], lengths)},
+        truncated={"tokens": np.asarray(truncated)},
+    )
 
 
 def _copied_backbone(model):

@@ -19,10 +19,14 @@ from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
 from keras_attn.models.generator_presets import GENERATOR_PRESETS
 from keras_attn.models.task import (
+    AttentionKind,
     Task,
+    TextInputs,
     check_tokenizer_fits,
     compiled,
     deserialize_part,
+    pad_ragged_ids,
+    token_strings,
     tokenizer_and_vocabulary,
 )
 from keras_attn.preprocessors import (
@@ -32,7 +36,11 @@ from keras_attn.preprocessors import (
     text_dataset,
 )
 from keras_attn.training.metrics import Perplexity
-from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
+from keras_attn.utils.arguments import (
+    check_non_negative_int,
+    check_positive_int,
+    check_same_length,
+)
 from keras_attn.utils.keras_compat import without_keras_mask
 
 # Decoding buffers are rounded up to a multiple of this, so prompts of
@@ -77,6 +85,9 @@ class Generator(Task):
     evaluation_options = (
         "prompt_length", "prompt_until", "continuation_length", "max_new_tokens"
     )
+    attention_kinds = {
+        "decoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+    }
 
     def __init__(self, backbone, tokenizer, **kwargs):
         super().__init__(**kwargs)
@@ -101,8 +112,38 @@ class Generator(Task):
         return cls(DecoderBackbone(**backbone_config), tokenizer, **task_args)
 
     def call(self, token_ids, training=None):
-        hidden = self.backbone(token_ids, training=training)["sequence_output"]
-        return self.vocabulary_logits(hidden)
+        return self.logits_from_backbone(
+            self.backbone(token_ids, training=training), token_ids, training
+        )
+
+    def logits_from_backbone(self, backbone_outputs, inputs, training=None):
+        return self.vocabulary_logits(backbone_outputs["sequence_output"])
+
+    def texts_to_inputs(self, texts, targets=None):
+        """`TextInputs` of `[BOS]` + each text (+ its continuation in
+        `targets`), kept to `sequence_length` tokens; one sequence, `"tokens"`.
+
+        Example:
+        >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+        >>> batch = generator.texts_to_inputs(["ab", "abc"], targets=["c", "d"])
+        >>> batch.inputs["token_ids"].shape, batch.tokens["tokens"][0]
+        ((2, 5), ['[BOS]', 'a', 'b', 'c'])
+        """
+        texts = text_column("texts", texts)
+        ids = self.preprocessor.prompt_ids(texts)
+        if targets is not None:
+            targets = text_column("targets", targets)
+            check_same_length("texts", texts, "targets", targets)
+            ids = tf.concat([ids, self.tokenizer.tokenize(targets)], axis=1)
+        token_ids, lengths, truncated = pad_ragged_ids(
+            ids, self.backbone.sequence_length, self.tokenizer.pad_id
+        )
+        report_truncation(truncated, "texts")
+        return TextInputs(
+            inputs={"token_ids": token_ids},
+            tokens={"tokens": token_strings(self.tokenizer, token_ids, lengths)},
+            truncated={"tokens": truncated},
+        )
 
     def vocabulary_logits(self, hidden):
         """float32 next-token logits `(..., vocabulary_size)` from the

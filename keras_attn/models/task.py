@@ -1,11 +1,14 @@
 """What every ready-made model shares: a backbone, a tokenizer, presets and
 preset directories."""
 
+import collections
+import dataclasses
 import inspect
 import json
 import os
 
 import keras
+import numpy as np
 
 # Tasks decode through tf.function loops compiled with XLA; the helper below
 # is the one place that says so (the layers stay backend-agnostic).
@@ -21,6 +24,69 @@ from keras_attn.version import __version__
 PRESET_CONFIG_FILE = "config.json"
 PRESET_WEIGHTS_FILE = "model.weights.h5"
 PRESET_TOKENIZER_DIR = "tokenizer"
+
+
+AttentionKind = collections.namedtuple(
+    "AttentionKind", ["queries", "keys", "scores_output", "head_mask_argument", "head_counts"]
+)
+AttentionKind.__doc__ = """One attention of a task's backbone, as `Task.attention_kinds` lists it.
+
+Fields:
+    queries, keys: names of the token sequences (`TextInputs.tokens` keys)
+        its rows and columns belong to.
+    scores_output: the backbone output holding its weights when called with
+        `return_attention_scores=True`, `(layers, batch, heads, queries, keys)`.
+    head_mask_argument: the backbone call argument that masks its heads.
+    head_counts: the backbone attribute listing its heads per layer.
+"""
+
+
+@dataclasses.dataclass
+class TextInputs:
+    """A batch of texts as backbone inputs, with the token at each position.
+
+    Attributes:
+        inputs: the backbone's inputs, numpy `(batch, time)` arrays trimmed
+            to the batch's longest row (right-padded with 0).
+        tokens: sequence name (`"tokens"`, or `"source"` and `"target"`) ->
+            per row, the token strings of its real positions (padding
+            removed); position `i` of a row is position `i` of the inputs.
+        truncated: sequence name -> int numpy `(batch,)`, tokens cut from
+            each row to fit the model.
+    """
+
+    inputs: dict
+    tokens: dict
+    truncated: dict
+
+    @property
+    def batch_size(self):
+        return len(next(iter(self.tokens.values())))
+
+
+def token_strings(tokenizer, token_ids, lengths):
+    """Per row, the token strings of its first `lengths[row]` ids."""
+    return [
+        [tokenizer.id_to_token(int(token)) for token in row[:length]]
+        for row, length in zip(np.asarray(token_ids), np.asarray(lengths))
+    ]
+
+
+def pad_ragged_ids(ids, max_length, pad_id):
+    """Ragged ids `(batch, None)` kept to their first `max_length` tokens and
+    right-padded to the longest kept row: `(ids (B, T) int32 numpy, lengths
+    (B,), truncated (B,))`."""
+    lengths = ids.row_lengths().numpy()
+    kept = np.minimum(lengths, max_length)
+    width = max(int(kept.max(initial=0)), 1)
+    dense = ids[:, :width].to_tensor(default_value=pad_id, shape=[None, width]).numpy()
+    return dense.astype("int32"), kept.astype("int32"), (lengths - kept).astype("int32")
+
+
+def trim_to_longest(inputs, lengths):
+    """`inputs` (dict of `(batch, time)` arrays) cut to the longest row."""
+    width = max(int(np.max(lengths, initial=0)), 1)
+    return {name: np.asarray(value)[:, :width] for name, value in inputs.items()}
 
 
 def compiled(function):
@@ -90,6 +156,8 @@ class Task(keras.Model):
     task_name = None
     data_task = None
     evaluation_options = ()
+    # name (`"encoder"`, `"decoder"`, `"cross"`) -> `AttentionKind`.
+    attention_kinds = {}
 
     def get_config(self):
         """Name, backbone and tokenizers; subclasses add their own arguments."""
@@ -119,6 +187,27 @@ class Task(keras.Model):
             if subclass.task_name:
                 found.setdefault(subclass.task_name, subclass)
         return found
+
+    # ------------------------------------------------------- looking inside
+
+    def logits_from_backbone(self, backbone_outputs, inputs, training=None):
+        """The task's float32 logits from its backbone's outputs.
+
+        `call(inputs)` is `logits_from_backbone(backbone(inputs), inputs)`;
+        interpretability methods call the backbone themselves (with
+        attention scores, head masks or token embeddings) and finish here.
+        """
+        raise NotImplementedError
+
+    def texts_to_inputs(self, texts, targets=None):
+        """A `TextInputs` of `texts` for looking inside the model.
+
+        `targets` are the task's second texts where it has them: a
+        generator's continuations (appended to the prompts), a translator's
+        target texts (default: its own greedy translations), a classifier's
+        text pairs.
+        """
+        raise NotImplementedError
 
     # ------------------------------------------------------------- training
 

@@ -13,11 +13,16 @@ from keras_attn.models import serving
 from keras_attn.models.evaluation import in_batches, limit_examples
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.models.task import (
+    AttentionKind,
     Task,
+    TextInputs,
     check_tokenizer_fits,
     compiled,
     deserialize_part,
+    pad_ragged_ids,
+    token_strings,
     tokenizer_and_vocabulary,
+    trim_to_longest,
 )
 from keras_attn.models.translator_presets import TRANSLATOR_PRESETS
 from keras_attn.preprocessors import (
@@ -32,6 +37,7 @@ from keras_attn.utils.arguments import (
     check_number,
     check_number_or_scalar_tensor,
     check_positive_int,
+    check_same_length,
 )
 from keras_attn.utils.keras_compat import without_keras_mask
 
@@ -77,6 +83,20 @@ class Translator(Task):
     task_name = "translator"
     data_task = "translation"
     evaluation_options = ("beam_width", "length_penalty", "bleu", "bleu_tokenize")
+    attention_kinds = {
+        "encoder": AttentionKind(
+            "source", "source", "encoder_attention_scores", "encoder_head_mask",
+            "encoder_head_counts",
+        ),
+        "decoder": AttentionKind(
+            "target", "target", "decoder_attention_scores", "decoder_head_mask",
+            "decoder_head_counts",
+        ),
+        "cross": AttentionKind(
+            "target", "source", "cross_attention_scores", "cross_attention_head_mask",
+            "cross_attention_head_counts",
+        ),
+    }
 
     def __init__(self, backbone, source_tokenizer, target_tokenizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -128,8 +148,56 @@ class Translator(Task):
         return super().from_preset(preset, **kwargs)
 
     def call(self, inputs, training=None):
-        hidden = self.backbone(inputs, training=training)["decoder_sequence_output"]
-        return self.vocabulary_logits(hidden)
+        return self.logits_from_backbone(self.backbone(inputs, training=training), inputs, training)
+
+    def logits_from_backbone(self, backbone_outputs, inputs, training=None):
+        return self.vocabulary_logits(backbone_outputs["decoder_sequence_output"])
+
+    def texts_to_inputs(self, texts, targets=None):
+        """`TextInputs` of source `texts` and their `targets` (default: this
+        model's greedy translations): sequences `"source"` (tokens and
+        `[EOS]`) and `"target"` (`[BOS]` and tokens, the decoder's inputs:
+        position `i` predicts target token `i + 1`).
+
+        Example:
+        >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+        ...     num_encoder_layers=1, num_decoder_layers=1)
+        >>> batch = translator.texts_to_inputs(["one two"], targets=["eins"])
+        >>> batch.tokens["source"][0][-1], batch.tokens["target"][0]
+        ('[EOS]', ['[BOS]', 'e', 'i', 'n', 's'])
+        """
+        texts = text_column("texts", texts)
+        source_ids, source_truncated = self.encode_sources(texts)
+        pad_id = self.target_tokenizer.pad_id
+        if targets is None:
+            # The decoded buffer itself (re-tokenizing its text could differ).
+            target_ids = np.asarray(self.translate_ids(source_ids, beam_width=1))
+            ends = np.isin(target_ids, (self.target_tokenizer.eos_id, pad_id))
+            ends[:, 0] = False
+            target_lengths = np.where(ends.any(axis=1), ends.argmax(axis=1), ends.shape[1])
+            target_ids = np.where(
+                np.arange(target_ids.shape[1]) < target_lengths[:, None], target_ids, pad_id
+            )
+            target_ids = trim_to_longest({"ids": target_ids}, target_lengths)["ids"]
+            target_truncated = np.zeros(len(target_ids), "int32")
+        else:
+            targets = text_column("targets", targets)
+            check_same_length("texts", texts, "targets", targets)
+            target_ids, target_lengths, target_truncated = pad_ragged_ids(
+                self.preprocessor.decoder_ids(targets), self.backbone.target_length, pad_id
+            )
+        source_lengths = np.sum(source_ids != self.source_tokenizer.pad_id, axis=1)
+        source_ids = trim_to_longest({"source_ids": source_ids}, source_lengths)["source_ids"]
+        report_truncation(source_truncated, "texts")
+        report_truncation(target_truncated, "targets")
+        return TextInputs(
+            inputs={"source_ids": source_ids, "target_ids": target_ids},
+            tokens={
+                "source": token_strings(self.source_tokenizer, source_ids, source_lengths),
+                "target": token_strings(self.target_tokenizer, target_ids, target_lengths),
+            },
+            truncated={"source": source_truncated, "target": target_truncated},
+        )
 
     def vocabulary_logits(self, hidden):
         """float32 target-vocabulary logits `(..., target_vocabulary_size)`

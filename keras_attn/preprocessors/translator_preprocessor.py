@@ -77,6 +77,15 @@ class TranslatorPreprocessor(Preprocessor):
         """`(source_ids (batch, source_length) int32, truncated (batch,) int32)`."""
         return self._graph("sources", self._pack_sources, texts)
 
+    def _decoder_ids(self, texts):
+        tokenizer = self.target_tokenizer
+        return text_graph.prepend(tokenizer.tokenize(texts), tokenizer.bos_id)
+
+    def decoder_ids(self, texts):
+        """Ragged int32 `(batch, None)`: `[BOS] tokens` of each target text,
+        the decoder's inputs when it reads (rather than writes) them."""
+        return self._graph("decoder_ids", self._decoder_ids, texts)
+
     def _truncated(self, sources, targets):
         return self._pack_sources(sources)[1], self._pack_targets(targets)[2]
 

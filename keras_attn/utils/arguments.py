@@ -284,3 +284,20 @@ def check_rank(name, shape, ranks, description=None):
             name, f"rank {wanted}{layout}", shape,
             received=f"{name} with shape {tuple(shape)} (rank {rank})", verb="have",
         )
+
+
+def check_same_length(name, value, other_name, other):
+    """Raises unless the sequences `value` and `other` have one item each
+    for the other (e.g. texts and their labels).
+
+    Example:
+    >>> check_same_length("texts", ["a", "b"], "labels", [0])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_attn.utils.arguments.ArgumentError: `texts` and `labels` must ... 2 texts and 1 labels
+    """
+    if len(value) != len(other):
+        raise ArgumentError(
+            f"`{name}` and `{other_name}` must have the same length. "
+            f"Received: {len(value)} {name} and {len(other)} {other_name}"
+        )
