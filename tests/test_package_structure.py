@@ -22,7 +22,7 @@ LAYERS = [
     ("keras_attn.tokenizers", "keras_attn.generation", "keras_attn.training", "keras_attn.data"),
     ("keras_attn.preprocessors",),
     ("keras_attn.models",),
-    ("keras_attn.export", "keras_attn.recipes"),
+    ("keras_attn.export", "keras_attn.recipes", "keras_attn.interpret"),
     ("keras_attn.quickstart", "keras_attn.cli"),
 ]
 

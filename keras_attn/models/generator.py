@@ -119,9 +119,15 @@ class Generator(Task):
     def logits_from_backbone(self, backbone_outputs, inputs, training=None):
         return self.vocabulary_logits(backbone_outputs["sequence_output"])
 
-    def texts_to_inputs(self, texts, targets=None):
-        """`TextInputs` of `[BOS]` + each text (+ its continuation in
-        `targets`), kept to `sequence_length` tokens; one sequence, `"tokens"`.
+    def texts_to_inputs(self, texts, targets=None, max_new_tokens=0):
+        """`TextInputs` of `[BOS]` + each text + its continuation, kept to
+        `sequence_length` tokens; one sequence, `"tokens"`.
+
+        Args:
+            texts: prompts.
+            targets: continuations to append (text), or
+            max_new_tokens: > 0 to append this model's own greedy
+                continuation of that many tokens (its ids, as generated).
 
         Example:
         >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
@@ -129,12 +135,26 @@ class Generator(Task):
         >>> batch.inputs["token_ids"].shape, batch.tokens["tokens"][0]
         ((2, 5), ['[BOS]', 'a', 'b', 'c'])
         """
+        max_new_tokens = check_non_negative_int("max_new_tokens", max_new_tokens)
         texts = text_column("texts", texts)
         ids = self.preprocessor.prompt_ids(texts)
+        if targets is not None and max_new_tokens:
+            raise ValueError(
+                "Pass either `targets` (continuations to read) or `max_new_tokens` (to "
+                f"generate them), not both. Received: max_new_tokens={max_new_tokens}"
+            )
         if targets is not None:
             targets = text_column("targets", targets)
             check_same_length("texts", texts, "targets", targets)
             ids = tf.concat([ids, self.tokenizer.tokenize(targets)], axis=1)
+        elif max_new_tokens:
+            prompts = [text.decode("utf-8") for text in texts.numpy()]
+            continuations = self.generate(
+                prompts, max_new_tokens=max_new_tokens, stop_token_ids=None, return_ids=True
+            )
+            continuations = tf.ragged.constant(continuations, dtype=ids.dtype,
+                                               row_splits_dtype=ids.row_splits.dtype)
+            ids = tf.concat([ids, continuations], axis=1)
         token_ids, lengths, truncated = pad_ragged_ids(
             ids, self.backbone.sequence_length, self.tokenizer.pad_id
         )

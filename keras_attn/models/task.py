@@ -203,9 +203,9 @@ class Task(keras.Model):
         """A `TextInputs` of `texts` for looking inside the model.
 
         `targets` are the task's second texts where it has them: a
-        generator's continuations (appended to the prompts), a translator's
-        target texts (default: its own greedy translations), a classifier's
-        text pairs.
+        generator's continuations (appended to the prompts; or
+        `max_new_tokens=n` generates them), a translator's target texts
+        (default: its own greedy translations), a classifier's text pairs.
         """
         raise NotImplementedError
 
