@@ -42,6 +42,7 @@ from keras_attn.utils.arguments import (
     check_same_length,
 )
 from keras_attn.utils.keras_compat import without_keras_mask
+from keras_attn.utils.untracked import Untracked
 
 # Decoding buffers are rounded up to a multiple of this, so prompts of
 # similar lengths share one compiled decoding loop.
@@ -96,7 +97,8 @@ class Generator(Task):
         check_tokenizer_fits(tokenizer, backbone.vocabulary_size)
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self._decode_function = None
+        # The compiled decoder: not saved.
+        self._untracked = Untracked()
         # Derived from the tokenizer and the backbone: not tracked or saved.
         object.__setattr__(
             self, "preprocessor", GeneratorPreprocessor(tokenizer, backbone.sequence_length)
@@ -333,9 +335,10 @@ class Generator(Task):
         if seed is None:
             # Python's global generator follows keras.utils.set_random_seed.
             seed = random.randint(0, 2**31 - 1)
-        if self._decode_function is None:
-            self._decode_function = compiled(self._decode)
-        return self._decode_function(
+        functions = self._untracked.functions
+        if "decode" not in functions:
+            functions["decode"] = compiled(self._decode)
+        return functions["decode"](
             ops.convert_to_tensor(token_ids, "int32"),
             ops.convert_to_tensor(prompt_mask, "bool"),
             ops.convert_to_tensor(temperature, "float32"),

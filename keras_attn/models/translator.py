@@ -40,6 +40,7 @@ from keras_attn.utils.arguments import (
     check_same_length,
 )
 from keras_attn.utils.keras_compat import without_keras_mask
+from keras_attn.utils.untracked import Untracked
 
 # Beams of the exported `translate` signature unless given at export.
 DEFAULT_BEAM_WIDTH = 4
@@ -109,7 +110,8 @@ class Translator(Task):
         check_tokenizer_fits(
             self.target_tokenizer, self.backbone.target_vocabulary_size, "target_tokenizer"
         )
-        self._translate_functions = {}
+        # Compiled decoders by (search, beam width, length): not saved.
+        self._untracked = Untracked()
         # Derived from the tokenizers and the backbone: not tracked or saved.
         object.__setattr__(
             self,
@@ -349,11 +351,11 @@ class Translator(Task):
             no_repeat_ngram_size, repetition_penalty
         )
         key = (search, beam_width, max_length)
-        if key not in self._translate_functions:
-            self._translate_functions[key] = compiled(
+        if key not in self._untracked.functions:
+            self._untracked.functions[key] = compiled(
                 lambda s, p, n, r: self._decode(s, p, search, beam_width, max_length + 1, n, r)
             )
-        return self._translate_functions[key](
+        return self._untracked.functions[key](
             ops.convert_to_tensor(source_ids, "int32"),
             ops.convert_to_tensor(length_penalty, "float32"),
             ops.convert_to_tensor(no_repeat_ngram_size, "int32"),

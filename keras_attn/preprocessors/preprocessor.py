@@ -18,18 +18,11 @@ import tensorflow as tf
 from keras_attn.tokenizers import TruncationReport, pack
 from keras_attn.tokenizers.inputs import string_batch
 from keras_attn.utils.arguments import check_positive_int
+from keras_attn.utils.untracked import Untracked
 
 # Texts are preprocessed for the truncation report in chunks of this many, so
 # memory stays bounded on large corpora.
 _COUNT_CHUNK = 4096
-
-
-class _Untracked:
-    """An attribute bag that Keras and SavedModel tracking do not look inside
-    (cached eager `tf.function`s)."""
-
-    def __init__(self):
-        self.functions = {}
 
 
 class Preprocessor(keras.layers.Layer):
@@ -49,7 +42,7 @@ class Preprocessor(keras.layers.Layer):
         # Inputs are strings and ragged ids: Keras must not convert them.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
-        self._untracked = _Untracked()
+        self._untracked = Untracked()
         self.built = True
 
     def _graph(self, name, function, *args):

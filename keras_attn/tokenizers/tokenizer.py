@@ -24,23 +24,12 @@ from keras_attn.tokenizers.special_tokens import (
     UNK_ID,
 )
 from keras_attn.utils.atomic_files import write_json_atomically
+from keras_attn.utils.untracked import Untracked
 
 CONFIG_FILENAME = "tokenizer.json"
 
 _TEXTS_SPEC = tf.TensorSpec([None], tf.string)
 _IDS_SPEC = tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1, row_splits_dtype=tf.int64)
-
-
-class _Untracked:
-    """A plain attribute bag: Keras and SavedModel tracking do not look inside.
-
-    It holds the eager-call `tf.function`s (which SavedModel would otherwise
-    export as extra functions) and helper objects the tokenizer owns, e.g. the
-    keras-hub tokenizer, whose vocabulary the tokenizer saves itself.
-    """
-
-    def __init__(self):
-        self.functions = {}
 
 
 class Tokenizer(keras.layers.Layer):
@@ -76,7 +65,7 @@ class Tokenizer(keras.layers.Layer):
         # Inputs are strings and ragged ids: Keras must not convert them.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
-        self._untracked = _Untracked()
+        self._untracked = Untracked()
         self.built = True
 
     # Special tokens: the same for every tokenizer.

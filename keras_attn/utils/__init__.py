@@ -1,5 +1,5 @@
 """Small helpers shared across keras-attn: argument checks, atomic file writes,
-initializer cloning."""
+initializer cloning, untracked attributes."""
 
 from keras_attn.utils.arguments import (
     ArgumentError,
@@ -16,6 +16,7 @@ from keras_attn.utils.arguments import (
     check_positive_number,
     check_rank,
     check_rate,
+    check_same_length,
     check_string,
     check_string_list,
     check_unit_interval,
@@ -29,9 +30,11 @@ from keras_attn.utils.atomic_files import (
     write_text_atomically,
 )
 from keras_attn.utils.initializers import clone_initializer
+from keras_attn.utils.untracked import Untracked
 
 __all__ = [
     "ArgumentError",
+    "Untracked",
     "check_boolean",
     "check_choice",
     "check_fraction",
@@ -45,6 +48,7 @@ __all__ = [
     "check_positive_number",
     "check_rank",
     "check_rate",
+    "check_same_length",
     "check_string",
     "check_string_list",
     "check_unit_interval",

@@ -375,6 +375,16 @@ def _read(directory, name):
         return file.read()
 
 
+def test_a_model_that_has_decoded_still_exports(generator, translator, tmp_path):
+    # Decoding caches compiled functions on the model (keyed by search and
+    # beam width); they must stay out of what the export tracks.
+    translator.translate(["seven"], beam_width=2)
+    generator.generate(["ab"], max_new_tokens=2)
+    for name, model in (("translator", translator), ("generator", generator)):
+        export(model, str(tmp_path / name))
+        assert (tmp_path / name / "saved_model.pb").exists()
+
+
 def test_export_arguments_are_checked(tmp_path):
     model = Generator.from_preset("tiny", sequence_length=8, num_layers=1, hidden_dim=16)
     with pytest.raises(ValueError, match="max_new_tokens"):

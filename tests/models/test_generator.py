@@ -72,11 +72,11 @@ def test_sampling_is_seeded_and_options_do_not_recompile(trained):
     assert generator.generate(["abc", "klm"], seed=11, **options) == first
     others = [generator.generate(["abc", "klm"], seed=s, **options) for s in range(12, 16)]
     assert any(other != first for other in others)
-    traces = generator._decode_function.experimental_get_tracing_count()
+    traces = generator._untracked.functions["decode"].experimental_get_tracing_count()
     generator.generate(["abc", "klm"], seed=3, max_new_tokens=8, temperature=0.7, top_k=3,
                        stop_token_ids=None)
     generator.generate(["abc", "klm"], seed=4, max_new_tokens=8, top_p=0.5, stop_token_ids=None)
-    assert generator._decode_function.experimental_get_tracing_count() == traces
+    assert generator._untracked.functions["decode"].experimental_get_tracing_count() == traces
 
 
 def test_top_k_one_is_greedy_at_any_temperature(trained):
@@ -238,7 +238,7 @@ def test_controls_match_the_uncached_reference_and_do_not_recompile(trained):
     prompts = ["xyz", "abc", "q"]
     options = dict(max_new_tokens=10, stop_token_ids=None, return_ids=True)
     generator.generate(prompts, **options)
-    traces = generator._decode_function.experimental_get_tracing_count()
+    traces = generator._untracked.functions["decode"].experimental_get_tracing_count()
     for size, penalty in [(2, 1.0), (0, 2.5), (3, 1.8)]:
         outputs = generator.generate(
             prompts, no_repeat_ngram_size=size, repetition_penalty=penalty, **options
@@ -248,7 +248,7 @@ def test_controls_match_the_uncached_reference_and_do_not_recompile(trained):
     sampled = generator.generate(prompts, temperature=0.8, top_p=0.9, seed=3,
                                  no_repeat_ngram_size=2, repetition_penalty=1.2, **options)
     assert all(len(out) == 10 for out in sampled)
-    assert generator._decode_function.experimental_get_tracing_count() == traces
+    assert generator._untracked.functions["decode"].experimental_get_tracing_count() == traces
     with pytest.raises(ValueError, match="`no_repeat_ngram_size` must be a non-negative integer"):
         generator.generate("abc", max_new_tokens=4, no_repeat_ngram_size=-1)
     with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):

@@ -140,7 +140,7 @@ def test_repetition_controls_in_greedy_and_beam_search(trained):
     plain = ops.convert_to_numpy(translator.translate_ids(source_ids))
     # The digits repeat ("111", "222"): with n = 1 no token may come twice.
     assert any(repeated_ngrams(_until_eos(row, eos), 1) for row in plain)
-    greedy = translator._translate_functions[("greedy", 1, 7)]
+    greedy = translator._untracked.functions[("greedy", 1, 7)]
     traces = greedy.experimental_get_tracing_count()
     for size, penalty in [(1, 1.0), (2, 1.5), (0, 3.0)]:
         controls = dict(no_repeat_ngram_size=size, repetition_penalty=penalty)
