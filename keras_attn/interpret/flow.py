@@ -9,9 +9,10 @@ from keras_attn.interpret.checked_maps import SELF_ATTENTION_KINDS, as_maps_list
 from keras_attn.interpret.rollout import residual_adjusted_attention
 from keras_attn.utils.arguments import check_boolean, check_positive_int
 
-# Measured on 2 CPU cores with random softmax attention, 3 to 6 layers: 32
-# tokens take 10-20 s, 48 tokens about a minute and 64 tokens about five; the
-# cost grows with tokens^4 (see `attention_flow`), so 128 take hours.
+# Measured on a shared 2-core CPU with random softmax attention (no causal
+# mask): 32 tokens take 11 s through 3 layers, 27 s through 6 and 51 s
+# through 12; 48 tokens take 3 minutes through 4 layers. The work grows with
+# tokens^4 (see `attention_flow`): 128 tokens would take hours.
 DEFAULT_MAX_TOKENS = 32
 
 # Capacities become integers in units of 1/CAPACITY_SCALE: networkx's
