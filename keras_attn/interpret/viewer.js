@@ -144,7 +144,10 @@
   }
 
   function readHash() {
-    const params = new URLSearchParams(location.hash.slice(1));
+    const params = new URLSearchParams(data.selected || {});
+    for (const [name, value] of new URLSearchParams(location.hash.slice(1))) {
+      params.set(name, value);
+    }
     const viewName = params.get("view");
     const viewIndex = data.views.findIndex((v) => v.name === viewName);
     if (viewIndex >= 0) state.view = viewIndex;

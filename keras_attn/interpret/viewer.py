@@ -35,7 +35,8 @@ import zlib
 
 import numpy as np
 
-from keras_attn.utils.arguments import ArgumentError, check_string
+from keras_attn.interpret.selection import check_head, check_kind, check_layer
+from keras_attn.utils.arguments import ArgumentError, check_choice, check_string
 from keras_attn.utils.atomic_files import write_text_atomically
 
 RAW_VIEW = "attention"
@@ -170,7 +171,29 @@ def _view_payload(name, arrays, maps, head_counts=None):
     return {"name": name, "kinds": kinds}
 
 
-def viewer_payload(maps, views=None, title=None, token_scores=None):
+def _check_selected(selected, maps, views):
+    """`selected` (what the page opens on) checked against the maps."""
+    if selected is None:
+        return {}
+    if not isinstance(selected, dict) or set(selected) - {"view", "kind", "layer", "head"}:
+        raise ArgumentError.of("selected", "a dict with keys among view, kind, layer, head",
+                               selected)
+    checked = dict(selected)
+    if "view" in checked:
+        check_choice("selected['view']", checked["view"], [RAW_VIEW, *views])
+    if "kind" in checked:
+        checked["kind"] = check_kind(maps, checked["kind"])
+    if checked.get("view", RAW_VIEW) == RAW_VIEW and "kind" in checked:
+        if "layer" in checked:
+            checked["layer"] = check_layer(maps, checked["kind"], checked["layer"])
+            checked["head"] = check_head(maps, checked["kind"], checked["layer"],
+                                         checked.get("head"))
+    if checked.get("head", "all") is None:
+        checked["head"] = "all"
+    return checked
+
+
+def viewer_payload(maps, views=None, title=None, token_scores=None, selected=None):
     """The JSON document a viewer page embeds (see viewer.js for its layout)."""
     views = {} if views is None else views
     token_scores = {} if token_scores is None else token_scores
@@ -214,12 +237,13 @@ def viewer_payload(maps, views=None, title=None, token_scores=None):
         },
         "views": payload_views,
         "scores": scores,
+        "selected": _check_selected(selected, maps, views),
     }
 
 
-def render_viewer(maps, views=None, title=None, token_scores=None):
+def render_viewer(maps, views=None, title=None, token_scores=None, selected=None):
     """The viewer page as a string (what `write_attention_viewer` writes)."""
-    payload = viewer_payload(maps, views, title, token_scores)
+    payload = viewer_payload(maps, views, title, token_scores, selected)
     # "<" escaped inside the JSON: no token can close the script element.
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     return _PAGE.format(
@@ -230,7 +254,8 @@ def render_viewer(maps, views=None, title=None, token_scores=None):
     )
 
 
-def write_attention_viewer(path, maps, views=None, title=None, token_scores=None):
+def write_attention_viewer(path, maps, views=None, title=None, token_scores=None,
+                           selected=None):
     """Writes the attention of one text as a self-contained HTML page.
 
     Args:
@@ -244,10 +269,13 @@ def write_attention_viewer(path, maps, views=None, title=None, token_scores=None
         title: the page's title (default "attention").
         token_scores: per-token numbers drawn as bars behind the tokens, e.g.
             attributions: `{name: {sequence name: one number per token}}`.
+        selected: what the page opens on, e.g. `{"kind": "cross", "layer":
+            1, "head": None}` (keys `view`, `kind`, `layer`, `head`; head
+            `None` is the mean of the layer's heads). A URL hash overrides it.
 
     Returns:
         `path`.
     """
-    write_text_atomically(path, render_viewer(maps, views, title, token_scores))
+    write_text_atomically(path, render_viewer(maps, views, title, token_scores, selected))
     return path
 
