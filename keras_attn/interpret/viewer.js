@@ -404,9 +404,12 @@
   }
 
   function drawFocus() {
+    const drawStart = performance.now();
     drawTokens();
     drawHeatmap();
     drawDetails();
+    // What one hover costs: tests and curious readers find it on <body>.
+    body.dataset.drawMs = (performance.now() - drawStart).toFixed(2);
     if (state.probe) {
       body.dataset.heatmapChecksum = checksum($("heatmap"));
       body.dataset.tokensChecksum = checksum($("tokens"));

@@ -117,12 +117,17 @@ def test_browser_loads_without_errors_and_another_head_draws_differently(tmp_pat
 
 
 def test_browser_renders_a_thousand_tokens_quickly(tmp_path):
-    path = tmp_path / "long.html"
+    # Under --virtual-time-budget the page's own clock is virtual, so time is
+    # taken outside: the wall time of a 1,000-token page (4 layers x 4 heads,
+    # ~20 MB) against that of a 3-token page, which is the browser's start-up.
+    small, long = tmp_path / "small.html", tmp_path / "long.html"
+    write_attention_viewer(small, self_attention_maps(list("abc"), layers=4, heads=4))
     maps = self_attention_maps([f"w{i}" for i in range(1000)], layers=4, heads=4)
-    write_attention_viewer(path, maps)
-    attributes, errors, seconds = _rendered(path, "probe&layer=3&head=all&query=500")
+    write_attention_viewer(long, maps)
+    _, errors, start_up = _rendered(small, "probe")
+    assert errors == ""
+    attributes, errors, seconds = _rendered(long, "probe&layer=3&head=all&query=500")
     assert errors == "" and attributes["ready"] == "1"
     assert attributes["focus"] == "query:500" and attributes["head"] == "all"
-    # From navigation to the first drawing: parsing ~20 MB, decoding 4 heads.
-    assert float(attributes["load-ms"]) < 5000, attributes
-    assert seconds < 60
+    # Parsing the page, decoding the layer's four heads, drawing: seconds, not minutes.
+    assert seconds - start_up < 10.0, (seconds, start_up)
