@@ -6,6 +6,7 @@
     keras-attn translate MODEL_DIR [TEXT ...]  translate (or read lines from stdin)
     keras-attn classify MODEL_DIR [TEXT ...]   label and probability
     keras-attn generate MODEL_DIR [PROMPT ...] continue prompts
+    keras-attn explain MODEL "TEXT" --out F    look inside: HTML viewer or PNG / SVG figure
 
 Every command is a thin layer over `keras_attn.recipes` and the models'
 methods. Bad input ends with one line, `keras-attn <command>: error: ...`,
@@ -297,6 +298,52 @@ def _generate(args):
     return 0
 
 
+# ---------------------------------------------------------------- explain
+
+
+def _load_run_or_preset(model):
+    """A model from a training output or preset directory, or an untrained
+    built-in preset given as TASK:PRESET (e.g. `generator:tiny`)."""
+    if os.path.isdir(model):
+        return _load_any(model)[0]
+    task, separator, preset = model.partition(":")
+    if not separator:
+        raise OSError(
+            f"MODEL: {model!r} is not a directory; give a training output or preset "
+            "directory, or TASK:PRESET for an untrained built-in preset (e.g. generator:tiny)"
+        )
+    from keras_attn.models import Task
+
+    return Task.for_name(task).from_preset(preset)
+
+
+def _explain(args):
+    from keras_attn.interpret import explain, write_explanation
+
+    _check_writable_file("--out", args.out)
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".html", ".htm", ".png", ".svg"):
+        raise ValueError(f"--out must end in .html, .png or .svg (given {args.out!r})")
+    model = _load_run_or_preset(args.model)
+    options = {}
+    if args.targets is not None:
+        options["targets"] = [args.targets]
+    if args.max_new_tokens:
+        options["max_new_tokens"] = args.max_new_tokens
+    # A number names a class or a position; anything else is passed as text.
+    target = args.target
+    if target is not None and target.lstrip("-").isdigit():
+        target = int(target)
+    explanation = explain(model, args.text, args.method, target=target, **options)
+    head = None if args.head in (None, "all") else args.head
+    write_explanation(explanation, args.out, kind=args.kind, layer=args.layer, head=head,
+                      title=f"{args.method}: {args.text}")
+    tokens = {name: len(values) for name, values in explanation.maps.tokens.items()}
+    print(f"wrote {args.out} ({args.method}; tokens: "
+          + ", ".join(f"{count} {name}" for name, count in tokens.items()) + ")")
+    return 0
+
+
 # ----------------------------------------------------------------- export
 
 
@@ -377,6 +424,18 @@ def _option_type(parse, check):
 
 _positive_int = _option_type(int, check_positive_int)
 _non_negative_int = _option_type(int, check_non_negative_int)
+
+
+def _head(text):
+    """--head: a head index, or `all` for the mean of a layer's heads."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a head index or 'all' (got {text!r})"
+        ) from None
 _non_negative_float = _option_type(float, check_non_negative_number)
 _unit_interval_float = _option_type(float, check_unit_interval)
 # The recipe's `training.time_budget` check (keras_attn.training.callbacks),
@@ -617,6 +676,46 @@ def build_parser():
                           help="do not stop at the end-of-text token; always add N tokens")
     _add_repetition_options(generate, "prompt and its continuation")
     generate.set_defaults(handler=_generate)
+
+    from keras_attn.interpret.explain import METHODS
+
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="look inside a model on one text: HTML viewer or PNG / SVG figure",
+        description=(
+            "Runs one interpretation method on TEXT and writes an offline HTML viewer "
+            "(--out x.html: every layer, head and attention kind, hover a token to see where it "
+            "attends) or a figure (--out x.png / x.svg). Methods: "
+            + "; ".join(f"{name}: {entry.summary}" for name, entry in METHODS.items())
+            + "."
+        ),
+    )
+    explain.add_argument("model", metavar="MODEL",
+                         help="a training output or preset directory, or TASK:PRESET for an "
+                              "untrained built-in preset (e.g. generator:tiny)")
+    explain.add_argument("text", metavar="TEXT",
+                         help="the text (a prompt, a source sentence, a sentence to classify)")
+    explain.add_argument("--method", choices=list(METHODS), default="attention",
+                         help="what to compute (default: attention)")
+    explain.add_argument("--target", metavar="TARGET",
+                         help="the output to explain, for methods that explain one: a class "
+                              "index, a token position or a token")
+    explain.add_argument("--targets", metavar="TEXT",
+                         help="the second text: a translator's target (default: its own "
+                              "translation), a generator's continuation, a classifier's pair")
+    explain.add_argument("--max-new-tokens", type=_non_negative_int, default=0, metavar="N",
+                         help="generators: first continue TEXT by N greedy tokens")
+    explain.add_argument("--kind", choices=("encoder", "decoder", "cross"),
+                         help="the attention to show (default: cross where the model has it)")
+    explain.add_argument("--layer", type=int, metavar="L",
+                         help="the layer to show (negative counts from the last)")
+    explain.add_argument("--head", type=_head, metavar="H",
+                         help="the head to show, or 'all' for the mean of the layer's heads; "
+                              "a figure without --layer and --head shows every layer and head")
+    explain.add_argument("--out", required=True, metavar="PATH",
+                         help="report.html (viewer), report.png or report.svg (figure)")
+    explain.set_defaults(handler=_explain)
 
     export = commands.add_parser(
         "export",

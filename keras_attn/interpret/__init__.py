@@ -1,18 +1,56 @@
-"""Looking inside the models: attention maps, and the methods built on them."""
+"""Looking inside the models: attention maps, rollout and flow, attention
+sinks, plots, an offline HTML viewer, and `explain`, which ties them to a
+model and texts."""
 
 from keras_attn.interpret.attention_maps import AttentionMaps, attention_maps, maps_from_outputs
+from keras_attn.interpret.explain import (
+    METHODS,
+    ExplainMethod,
+    Explanation,
+    explain,
+    explanation_figure,
+    register_method,
+    write_explanation,
+)
 from keras_attn.interpret.flow import attention_flow
+from keras_attn.interpret.plots import (
+    plot_alignment,
+    plot_attention_grid,
+    plot_attention_head,
+    plot_head_importance,
+    plot_matrix,
+    plot_pruning_curve,
+    plot_token_scores,
+    save_figure,
+)
 from keras_attn.interpret.rollout import attention_rollout, residual_adjusted_attention
 from keras_attn.interpret.sinks import AttentionSinks, attention_sinks, sinks_from_maps
+from keras_attn.interpret.viewer import write_attention_viewer
 
 __all__ = [
+    "METHODS",
     "AttentionMaps",
     "AttentionSinks",
+    "ExplainMethod",
+    "Explanation",
     "attention_flow",
     "attention_maps",
     "attention_rollout",
     "attention_sinks",
+    "explain",
+    "explanation_figure",
     "maps_from_outputs",
+    "plot_alignment",
+    "plot_attention_grid",
+    "plot_attention_head",
+    "plot_head_importance",
+    "plot_matrix",
+    "plot_pruning_curve",
+    "plot_token_scores",
+    "register_method",
     "residual_adjusted_attention",
+    "save_figure",
     "sinks_from_maps",
+    "write_attention_viewer",
+    "write_explanation",
 ]

@@ -1,0 +1,55 @@
+import pytest
+
+from keras_attn.cli import main
+from keras_attn.interpret import METHODS, explain, write_explanation
+from keras_attn.models import Classifier
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+
+
+def test_attention_explanation_and_clear_errors(classifier, tmp_path):
+    explanation = explain(classifier, "hi", "attention")
+    assert explanation.method == "attention" and explanation.maps.kinds == ("encoder",)
+    assert explanation.maps.query_tokens("encoder") == ["[CLS]", "h", "i", "[SEP]"]
+    (listed,) = explain(classifier, ["hi"], "attention")
+    assert listed.maps.tokens == explanation.maps.tokens
+    with pytest.raises(ValueError, match="`method` must be one of 'attention'"):
+        explain(classifier, "hi", "saliency")
+    with pytest.raises(ValueError, match="takes no `target`"):
+        explain(classifier, "hi", "attention", target=1)
+    with pytest.raises(ValueError, match="options"):
+        explain(classifier, "hi", "attention", steps=10)
+    with pytest.raises(ValueError, match="`layer` must be an integer in \\[0, 1\\)"):
+        write_explanation(explanation, tmp_path / "x.png", layer=1)
+    with pytest.raises(ValueError, match="`kind` must be one of 'encoder'"):
+        write_explanation(explanation, tmp_path / "x.png", kind="cross")
+    with pytest.raises(ValueError, match=r"\.html, \.png or \.svg"):
+        write_explanation(explanation, tmp_path / "x.pdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_explain_writes_the_viewer_and_a_figure(classifier, tmp_path, capsys):
+    run = tmp_path / "run"
+    classifier.save_to_preset(run)
+    html, png = tmp_path / "report.html", tmp_path / "report.png"
+    assert main(["explain", str(run), "abc", "--method", "attention", "--out", str(html)]) == 0
+    page = html.read_text()
+    assert '"tokens":["[CLS]","a","b","c","[SEP]"]' in page
+    assert main(["explain", str(run), "abc", "--layer", "0", "--head", "all",
+                 "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "wrote" in capsys.readouterr().out
+    assert main(["explain", str(run), "abc", "--head", "7", "--layer", "0",
+                 "--out", str(tmp_path / "bad.png")]) == 2
+    assert "`head` must be an integer in [0, 4)" in capsys.readouterr().err
+
+
+def test_cli_method_choices_come_from_the_table():
+    from keras_attn.cli import build_parser
+
+    explain_parser = build_parser()._subparsers._group_actions[0].choices["explain"]
+    method = next(a for a in explain_parser._actions if a.dest == "method")
+    assert list(method.choices) == list(METHODS)
