@@ -28,6 +28,8 @@ from collections.abc import Callable
 import numpy as np
 
 from keras_attn.interpret.attention_maps import AttentionMaps, attention_maps
+from keras_attn.interpret.flow import attention_flow
+from keras_attn.interpret.rollout import attention_rollout
 from keras_attn.interpret.selection import check_head, check_kind, check_layer
 from keras_attn.utils.arguments import ArgumentError, check_choice, check_string
 
@@ -105,6 +107,40 @@ register_method(
         name="attention",
         summary="raw attention weights of every layer and head",
         compute=_raw_attention,
+    )
+)
+
+
+# Self-attention kinds rollout and flow follow; rollout also carries a
+# translator's source tokens through cross-attention.
+_ROLLOUT_KINDS = ("encoder", "decoder", "cross")
+_FLOW_KINDS = ("encoder", "decoder")
+
+
+def _per_kind(function, kinds, name):
+    def compute(model, texts, maps, target, residual=0.5):
+        return [
+            ({name: {kind: function(text_maps, kind=kind, residual=residual)
+                     for kind in text_maps.kinds if kind in kinds}}, {})
+            for text_maps in maps
+        ]
+    return compute
+
+
+register_method(
+    ExplainMethod(
+        name="rollout",
+        summary="attention rollout: heads averaged, residual mixed in, multiplied over layers",
+        compute=_per_kind(attention_rollout, _ROLLOUT_KINDS, "rollout"),
+        options=("residual",),
+    )
+)
+register_method(
+    ExplainMethod(
+        name="flow",
+        summary="attention flow: maximum flow through the layers' attention graph (short inputs)",
+        compute=_per_kind(attention_flow, _FLOW_KINDS, "flow"),
+        options=("residual",),
     )
 )
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from keras_attn.cli import main
@@ -53,3 +54,19 @@ def test_cli_method_choices_come_from_the_table():
     explain_parser = build_parser()._subparsers._group_actions[0].choices["explain"]
     method = next(a for a in explain_parser._actions if a.dest == "method")
     assert list(method.choices) == list(METHODS)
+
+
+def test_rollout_and_flow_are_methods_with_views_per_kind():
+    from keras_attn.interpret import attention_flow, attention_rollout
+    from keras_attn.models import Translator
+
+    model = Translator.from_preset("tiny", source_length=16, target_length=8,
+                                   num_encoder_layers=2, num_decoder_layers=2)
+    rolled = explain(model, "one two", "rollout", targets="eins")
+    assert sorted(rolled.views["rollout"]) == ["cross", "decoder", "encoder"]
+    np.testing.assert_allclose(rolled.views["rollout"]["encoder"],
+                               attention_rollout(rolled.maps, kind="encoder"))
+    flowed = explain(model, "one two", "flow", targets="eins", residual=0.3)
+    assert sorted(flowed.views["flow"]) == ["decoder", "encoder"]
+    np.testing.assert_allclose(flowed.views["flow"]["decoder"],
+                               attention_flow(flowed.maps, kind="decoder", residual=0.3))
