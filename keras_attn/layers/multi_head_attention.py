@@ -52,10 +52,14 @@ class MultiHeadAttention(keras.layers.Layer):
     - `rope_max_wavelength`: rotary position embedding of queries and keys.
     - `head_mask`: multiplies each head's output (head importance, pruning).
       Any rank.
+    - `attention_multiplier`: multiplies the post-softmax weights, so
+      gradients with respect to the attention weights are gradients with
+      respect to it (gradient-weighted relevance, attention attribution).
+      Any rank.
     - When nothing needs the weights, attention runs through the fused
       `keras.ops.dot_product_attention`; when scores are requested (or
-      attention dropout is active) it is computed explicitly and the
-      post-softmax weights are returned.
+      attention dropout is active, or an `attention_multiplier` is given)
+      it is computed explicitly and the post-softmax weights are returned.
     - Query rows whose keys are all masked attend to nothing: their weights
       are zero, so their output is the output projection's bias (the gate,
       if any, multiplies a zero). This holds in float32, float16 and
@@ -118,6 +122,13 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_bias: float, broadcastable to the scores, added to the
             scaled logits.
         head_mask: `(N,)` or `(B, N)` multiplier of each head's output.
+        attention_multiplier: float, broadcastable to the scores
+            `(B, N, T, S)` (in general Keras' scores layout): multiplies the
+            post-softmax weights before they weight the values (and before
+            attention dropout). Ones leave the outputs unchanged; zeros on a
+            head remove it, as `head_mask` does. The returned scores are the
+            softmax weights before the multiplier. With `m` all ones,
+            `d loss / d m = A * d loss / d A`.
         cache: `(B, 2, S_max, K, key_dim)`, keys then values.
         cache_update_index: int or scalar int tensor. If given, the new keys
             and values (from `key`/`value`) are written at this slot and the
@@ -501,6 +512,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         positions=None,
+        attention_multiplier=None,
     ):
         reading_cache = cache is not None and cache_update_index is None
         if value is None and not reading_cache:
@@ -521,7 +533,7 @@ class MultiHeadAttention(keras.layers.Layer):
             context, scores, cache = self._sequence_attention(
                 query, value, key, query_mask, value_mask, key_mask, attention_mask,
                 return_attention_scores, training, use_causal_mask, attention_bias,
-                cache, cache_update_index, positions,
+                cache, cache_update_index, positions, attention_multiplier,
             )
         else:
             for name, given in (
@@ -538,7 +550,7 @@ class MultiHeadAttention(keras.layers.Layer):
                     )
             context, scores = self._multi_axis_attention(
                 query, value, key, query_mask, value_mask, key_mask, attention_mask,
-                training, use_causal_mask, attention_bias,
+                training, use_causal_mask, attention_bias, attention_multiplier,
             )
 
         if head_mask is not None:
@@ -559,7 +571,7 @@ class MultiHeadAttention(keras.layers.Layer):
     def _sequence_attention(
         self, query, value, key, query_mask, value_mask, key_mask, attention_mask,
         return_attention_scores, training, use_causal_mask, attention_bias,
-        cache, cache_update_index, positions,
+        cache, cache_update_index, positions, attention_multiplier=None,
     ):
         reading_cache = cache is not None and cache_update_index is None
         query_length = query.shape[1]
@@ -610,9 +622,9 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
         dropout_active = self.dropout > 0 and bool(training)
-        if return_attention_scores or dropout_active:
+        if return_attention_scores or dropout_active or attention_multiplier is not None:
             context, scores = self._explicit_attention(
-                q, k, v, mask, attention_bias, training
+                q, k, v, mask, attention_bias, training, attention_multiplier
             )
         else:
             context = self._fused_attention(q, k, v, mask, attention_bias)
@@ -641,7 +653,7 @@ class MultiHeadAttention(keras.layers.Layer):
             context = context * ops.cast(has_key, context.dtype)
         return context
 
-    def _explicit_attention(self, q, k, v, mask, bias, training):
+    def _explicit_attention(self, q, k, v, mask, bias, training, multiplier=None):
         batch, query_length = ops.shape(q)[0], q.shape[1]
         groups = self.num_heads // self.num_key_value_heads
         q = q * ops.cast(self._inverse_sqrt_key_dim, q.dtype)
@@ -651,13 +663,32 @@ class MultiHeadAttention(keras.layers.Layer):
         logits = ops.einsum("btkgh,bskh->bkgts", q, k)
         logits = ops.reshape(logits, (batch, self.num_heads, query_length, k.shape[1]))
         weights = self._masked_softmax(logits, mask, bias, axes=(-1,))
-        dropped = self._dropout_layer(weights, training=training)
+        dropped = self._dropout_layer(
+            self._multiplied(weights, multiplier), training=training
+        )
         dropped = ops.reshape(
             dropped, (batch, self.num_key_value_heads, groups, query_length, k.shape[1])
         )
         context = ops.einsum("bkgts,bskh->btkgh", dropped, v)
         context = ops.reshape(context, (batch, query_length, self.num_heads, self.value_dim))
         return context, weights
+
+    @staticmethod
+    def _multiplied(weights, multiplier):
+        """The weights times `attention_multiplier` (broadcast to them)."""
+        if multiplier is None:
+            return weights
+        multiplier = ops.convert_to_tensor(multiplier)
+        if len(multiplier.shape) > len(weights.shape) or any(
+            got is not None and want is not None and got not in (1, want)
+            for got, want in zip(multiplier.shape[::-1], weights.shape[::-1])
+        ):
+            raise ValueError(
+                "`attention_multiplier` must be broadcastable to the attention weights "
+                f"{tuple(weights.shape)} (batch, heads, queries, keys). Received: "
+                f"attention_multiplier with shape {tuple(multiplier.shape)}"
+            )
+        return weights * ops.cast(multiplier, weights.dtype)
 
     def _masked_softmax(self, logits, mask, bias, axes):
         """Softmax of the logits over `axes` in float32; masked keys get zero
@@ -715,7 +746,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _multi_axis_attention(
         self, query, value, key, query_mask, value_mask, key_mask, attention_mask,
-        training, use_causal_mask, attention_bias,
+        training, use_causal_mask, attention_bias, attention_multiplier=None,
     ):
         rank = len(query.shape)
         axes = self._resolve_attention_axes(rank)
@@ -751,7 +782,9 @@ class MultiHeadAttention(keras.layers.Layer):
         )
         normalized = tuple(range(-len(axes), 0))
         weights = self._masked_softmax(logits, mask, attention_bias, axes=normalized)
-        dropped = self._dropout_layer(weights, training=training)
+        dropped = self._dropout_layer(
+            self._multiplied(weights, attention_multiplier), training=training
+        )
         context = ops.einsum(f"{scores_letters},{key_letters}->{query_letters}", dropped, v)
         return context, weights
 
@@ -948,6 +981,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
         positions=None,
+        attention_multiplier=None,
     ):
         reading_cache = cache is not None and cache_update_index is None
         if value is None and not reading_cache:

@@ -71,6 +71,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
             self-attention heads' outputs.
         cross_head_mask: `(cross_attention_num_heads,)` or
             `(B, cross_attention_num_heads)`, the same for cross-attention.
+        attention_multiplier, cross_attention_multiplier: float,
+            broadcastable to `(B, heads, T, S)`, multiply the post-softmax
+            self- / cross-attention weights (see `MultiHeadAttention`); ones
+            change nothing.
         use_causal_mask: causal self-attention (default True).
         return_attention_scores: also return the attention weights.
         training: enables dropout.
@@ -222,6 +226,8 @@ class TransformerDecoderBlock(TransformerBlockBase):
         return_attention_scores=False,
         training=None,
         mask=None,
+        attention_multiplier=None,
+        cross_attention_multiplier=None,
     ):
         check_rank("decoder_sequence", decoder_sequence.shape, 3, "(batch, time, features)")
         self._check_cross_arguments(
@@ -282,6 +288,7 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 value_mask=key_mask,
                 attention_bias=attention_bias,
                 head_mask=head_mask,
+                attention_multiplier=attention_multiplier,
                 use_causal_mask=use_causal_mask,
                 cache=self_attention_cache,
                 cache_update_index=self_attention_cache_update_index,
@@ -328,6 +335,7 @@ class TransformerDecoderBlock(TransformerBlockBase):
                     query_mask=query_mask,
                     value_mask=encoder_padding_mask,
                     head_mask=cross_head_mask,
+                    attention_multiplier=cross_attention_multiplier,
                     cache=cross_attention_cache,
                     cache_update_index=cross_attention_cache_update_index,
                     return_attention_scores=return_attention_scores,

@@ -258,6 +258,9 @@ class TransformerEncoderBlock(TransformerBlockBase):
             to the attention logits.
         head_mask: `(num_heads,)` or `(B, num_heads)`, multiplies each head's
             output.
+        attention_multiplier: float, broadcastable to `(B, num_heads, T, T)`,
+            multiplies the post-softmax attention weights (see
+            `MultiHeadAttention`); ones change nothing.
         return_attention_scores: also return the attention weights.
         training: enables dropout.
 
@@ -304,6 +307,7 @@ class TransformerEncoderBlock(TransformerBlockBase):
         return_attention_scores=False,
         training=None,
         mask=None,
+        attention_multiplier=None,
     ):
         check_rank("inputs", inputs.shape, 3, "(batch, time, features)")
         if padding_mask is None:
@@ -322,6 +326,7 @@ class TransformerEncoderBlock(TransformerBlockBase):
                 attention_mask=attention_mask,
                 attention_bias=attention_bias,
                 head_mask=head_mask,
+                attention_multiplier=attention_multiplier,
                 return_attention_scores=return_attention_scores,
                 training=training,
             )

@@ -84,16 +84,47 @@ def split_head_mask(name, head_mask, head_counts):
     return [head_mask[layer, :count] for layer, count in enumerate(head_counts)]
 
 
-def run_blocks(blocks, x, head_masks, return_attention_scores, training, **block_kwargs):
-    """`x` through each block with its head mask; returns `(x, scores)`, the
-    blocks' attention scores in order (empty unless requested)."""
+def split_attention_multiplier(name, multiplier, head_counts):
+    """Checks a `(layers, batch, max_heads, queries, keys)` attention
+    multiplier and returns one `(batch, heads, queries, keys)` slice per layer
+    (heads past a layer's count are ignored), or a list of `None` when
+    `multiplier` is `None`. Batch, query and key axes may be 1 (broadcast).
+    Slicing keeps it differentiable."""
+    if multiplier is None:
+        return [None] * len(head_counts)
+    multiplier = ops.convert_to_tensor(multiplier)
+    shape = tuple(multiplier.shape)
+    if len(shape) != 5 or shape[0] != len(head_counts) or shape[2] not in (1, max(head_counts)):
+        raise ValueError(
+            f"`{name}` must have shape (layers={len(head_counts)}, batch, heads="
+            f"{max(head_counts)}, queries, keys): one slice per layer, one row per head of "
+            f"the layer with the most heads. Received: {name} with shape {shape}"
+        )
+    if shape[2] == 1:
+        return [multiplier[layer] for layer in range(len(head_counts))]
+    return [multiplier[layer, :, :count] for layer, count in enumerate(head_counts)]
+
+
+def run_blocks(
+    blocks, x, head_masks, return_attention_scores, training, multipliers=None,
+    block_inputs=None, **block_kwargs,
+):
+    """`x` through each block with its head mask (and attention multiplier);
+    returns `(x, scores)`, the blocks' attention scores in order (empty
+    unless requested). Each block's input is appended to `block_inputs` when
+    a list is given."""
     scores = []
-    for block, block_head_mask in zip(blocks, head_masks):
+    multipliers = multipliers or [None] * len(blocks)
+    for block, block_head_mask, multiplier in zip(blocks, head_masks, multipliers):
+        if block_inputs is not None:
+            block_inputs.append(x)
+        extra = {} if multiplier is None else {"attention_multiplier": multiplier}
         x = block(
             x,
             head_mask=block_head_mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            **extra,
             **block_kwargs,
         )
         if return_attention_scores:

@@ -74,7 +74,10 @@ class Classifier(Task):
     backbone_cls = EncoderBackbone
     task_name = "classifier"
     attention_kinds = {
-        "encoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+        "encoder": AttentionKind(
+            "tokens", "tokens", "attention_scores", "head_mask", "head_counts",
+            "attention_multiplier",
+        )
     }
     data_task = "classification"
 
@@ -386,7 +389,10 @@ class MaskedLanguageModel(Task):
     backbone_cls = EncoderBackbone
     task_name = "masked_lm"
     attention_kinds = {
-        "encoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+        "encoder": AttentionKind(
+            "tokens", "tokens", "attention_scores", "head_mask", "head_counts",
+            "attention_multiplier",
+        )
     }
     data_task = "generation"
 

@@ -13,6 +13,7 @@ from keras_attn.models.backbone import (
     resolve_head_counts,
     resolve_head_dim,
     run_blocks,
+    split_attention_multiplier,
     split_head_mask,
     stack_attention_scores,
 )
@@ -80,6 +81,11 @@ class DecoderBackbone(Backbone):
         head_mask: float `(num_layers, max(num_heads))`; entry `[l, h]`
             multiplies the output of head `h` of block `l` (0 removes it).
             Entries past a block's head count are ignored. Differentiable.
+        attention_multiplier: float `(num_layers, batch, max(num_heads),
+            time, time)` (batch, time axes may be 1); slice `[l]` multiplies
+            block `l`'s post-softmax attention weights (ones change nothing;
+            its gradient at ones is `A * dL/dA`). Differentiable.
+        return_block_inputs: also return each block's input.
         training: enables dropout.
 
     Returns:
@@ -89,6 +95,9 @@ class DecoderBackbone(Backbone):
         - `"attention_scores"` (with `return_attention_scores`):
           `(num_layers, batch, max(num_heads), time, time)`; a block with
           fewer heads has rows of zeros for the missing ones.
+        - `"block_inputs"` (with `return_block_inputs`):
+          `(num_layers, batch, time, hidden_dim)`, the residual stream
+          entering each block.
 
     Example:
     >>> backbone = DecoderBackbone(vocabulary_size=100, sequence_length=16,
@@ -202,18 +211,28 @@ class DecoderBackbone(Backbone):
         self.final_norm.build(hidden_shape)
         self.built = True
 
-    def call(self, inputs, training=None, return_attention_scores=False, head_mask=None):
+    def call(
+        self, inputs, training=None, return_attention_scores=False, head_mask=None,
+        attention_multiplier=None, return_block_inputs=False,
+    ):
         token_embeddings, padding_mask, _ = self._token_inputs(
             inputs, "token_ids", "token_embeddings", "padding_mask", self.token_embedding
         )
         head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
+        multipliers = split_attention_multiplier(
+            "attention_multiplier", attention_multiplier, self.head_counts
+        )
+        block_inputs = [] if return_block_inputs else None
         x = self.embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
         x, scores = run_blocks(
             self.blocks, x, head_masks, return_attention_scores, training,
+            multipliers=multipliers, block_inputs=block_inputs,
             decoder_padding_mask=padding_mask,
         )
         outputs = {"sequence_output": self.final_norm(x)}
+        if return_block_inputs:
+            outputs["block_inputs"] = ops.stack(block_inputs, axis=0)
         if return_attention_scores:
             outputs["attention_scores"] = stack_attention_scores(
                 [block_scores["self_attention"] for block_scores in scores],

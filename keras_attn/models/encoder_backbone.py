@@ -12,6 +12,7 @@ from keras_attn.models.backbone import (
     resolve_head_counts,
     resolve_head_dim,
     run_blocks,
+    split_attention_multiplier,
     split_head_mask,
     stack_attention_scores,
 )
@@ -70,6 +71,11 @@ class EncoderBackbone(Backbone):
         head_mask: float `(num_layers, max(num_heads))`; entry `[l, h]`
             multiplies the output of head `h` of block `l` (0 removes it).
             Entries past a block's head count are ignored. Differentiable.
+        attention_multiplier: float `(num_layers, batch, max(num_heads),
+            time, time)` (batch, time axes may be 1); slice `[l]` multiplies
+            block `l`'s post-softmax attention weights (ones change nothing;
+            its gradient at ones is `A * dL/dA`). Differentiable.
+        return_block_inputs: also return each block's input.
         training: enables dropout.
 
     Returns:
@@ -79,6 +85,9 @@ class EncoderBackbone(Backbone):
         - `"attention_scores"` (with `return_attention_scores`):
           `(num_layers, batch, max(num_heads), time, time)`; a block with
           fewer heads has rows of zeros for the missing ones.
+        - `"block_inputs"` (with `return_block_inputs`):
+          `(num_layers, batch, time, hidden_dim)`, the residual stream
+          entering each block.
 
     Example:
     >>> encoder = EncoderBackbone(vocabulary_size=100, sequence_length=16,
@@ -210,7 +219,10 @@ class EncoderBackbone(Backbone):
         x = self.embedding_norm(x)
         return self.embedding_dropout(x, training=training)
 
-    def call(self, inputs, training=None, return_attention_scores=False, head_mask=None):
+    def call(
+        self, inputs, training=None, return_attention_scores=False, head_mask=None,
+        attention_multiplier=None, return_block_inputs=False,
+    ):
         token_embeddings, padding_mask, _ = self._token_inputs(
             inputs,
             "token_ids",
@@ -221,16 +233,22 @@ class EncoderBackbone(Backbone):
         )
         segment_ids = inputs.get("segment_ids") if isinstance(inputs, dict) else None
         head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
+        multipliers = split_attention_multiplier(
+            "attention_multiplier", attention_multiplier, self.head_counts
+        )
+        block_inputs = [] if return_block_inputs else None
         x = self.embed(
             segment_ids=segment_ids, training=training, token_embeddings=token_embeddings
         )
         x, scores = run_blocks(
             self.blocks, x, head_masks, return_attention_scores, training,
-            padding_mask=padding_mask,
+            multipliers=multipliers, block_inputs=block_inputs, padding_mask=padding_mask,
         )
         if self.final_norm is not None:
             x = self.final_norm(x)
         outputs = {"sequence_output": x, "pooled_output": self.pooler(x[:, 0])}
         if return_attention_scores:
             outputs["attention_scores"] = stack_attention_scores(scores, max(self.head_counts))
+        if return_block_inputs:
+            outputs["block_inputs"] = ops.stack(block_inputs, axis=0)
         return outputs

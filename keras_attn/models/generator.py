@@ -87,7 +87,10 @@ class Generator(Task):
         "prompt_length", "prompt_until", "continuation_length", "max_new_tokens"
     )
     attention_kinds = {
-        "decoder": AttentionKind("tokens", "tokens", "attention_scores", "head_mask", "head_counts")
+        "decoder": AttentionKind(
+            "tokens", "tokens", "attention_scores", "head_mask", "head_counts",
+            "attention_multiplier",
+        )
     }
 
     def __init__(self, backbone, tokenizer, **kwargs):

@@ -12,6 +12,7 @@ from keras_attn.models.backbone import (
     resolve_head_counts,
     resolve_head_dim,
     run_blocks,
+    split_attention_multiplier,
     split_head_mask,
     stack_attention_scores,
 )
@@ -98,6 +99,17 @@ class Seq2SeqBackbone(Backbone):
             Each entry `[l, h]` multiplies the output of head `h` of layer
             `l`; entries past a layer's head count are ignored.
             Differentiable.
+        encoder_attention_multiplier: float `(num_encoder_layers, batch,
+            max encoder heads, source_time, source_time)`;
+        decoder_attention_multiplier: float `(num_decoder_layers, batch,
+            max decoder heads, target_time, target_time)`;
+        cross_attention_multiplier: float `(num_decoder_layers, batch,
+            max cross-attention heads, target_time, source_time)`.
+            Slice `[l]` multiplies layer `l`'s post-softmax weights (batch,
+            time axes may be 1; ones change nothing; the gradient at ones is
+            `A * dL/dA`). Differentiable.
+        return_block_inputs: also return each encoder and decoder block's
+            input.
         training: enables dropout.
 
     Returns:
@@ -112,6 +124,10 @@ class Seq2SeqBackbone(Backbone):
           `(num_decoder_layers, batch, max cross heads, target_time,
           source_time)`; a layer with fewer heads than the largest count of
           its group has rows of zeros for the missing ones.
+        - with `return_block_inputs`: `"encoder_block_inputs"`
+          `(num_encoder_layers, batch, source_time, hidden_dim)` and
+          `"decoder_block_inputs"` `(num_decoder_layers, batch, target_time,
+          hidden_dim)`, the residual stream entering each block.
 
     Example:
     >>> model = Seq2SeqBackbone(source_vocabulary_size=50,
@@ -323,7 +339,10 @@ class Seq2SeqBackbone(Backbone):
 
     # ------------------------------------------------------------- encoder
 
-    def _run_encoder(self, inputs, training, head_mask, return_attention_scores):
+    def _run_encoder(
+        self, inputs, training, head_mask, return_attention_scores, multiplier=None,
+        block_inputs=None,
+    ):
         token_embeddings, source_mask, _ = self._token_inputs(
             inputs,
             "source_ids",
@@ -334,11 +353,14 @@ class Seq2SeqBackbone(Backbone):
         if source_mask is None:
             source_mask = ops.ones(ops.shape(token_embeddings)[:2], "bool")
         head_masks = split_head_mask("encoder_head_mask", head_mask, self.encoder_head_counts)
+        multipliers = split_attention_multiplier(
+            "encoder_attention_multiplier", multiplier, self.encoder_head_counts
+        )
         x = self.source_embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
         x, scores = run_blocks(
             self.encoder_blocks, x, head_masks, return_attention_scores, training,
-            padding_mask=source_mask,
+            multipliers=multipliers, block_inputs=block_inputs, padding_mask=source_mask,
         )
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
@@ -371,7 +393,7 @@ class Seq2SeqBackbone(Backbone):
 
     def _run_decoder(
         self, inputs, encoder_outputs, source_mask, training, head_mask, cross_head_mask,
-        return_attention_scores,
+        return_attention_scores, multiplier=None, cross_multiplier=None, block_inputs=None,
     ):
         token_embeddings, target_mask, _ = self._token_inputs(
             inputs,
@@ -384,12 +406,25 @@ class Seq2SeqBackbone(Backbone):
         cross_head_masks = split_head_mask(
             "cross_attention_head_mask", cross_head_mask, self.cross_attention_head_counts
         )
+        multipliers = split_attention_multiplier(
+            "decoder_attention_multiplier", multiplier, self.decoder_head_counts
+        )
+        cross_multipliers = split_attention_multiplier(
+            "cross_attention_multiplier", cross_multiplier, self.cross_attention_head_counts
+        )
         x = self.target_embedding.add_positions(token_embeddings)
         x = self.embedding_dropout(x, training=training)
         self_scores, cross_scores = [], []
-        for block, block_head_mask, block_cross_mask in zip(
-            self.decoder_blocks, head_masks, cross_head_masks
+        for block, block_head_mask, block_cross_mask, block_multiplier, block_cross_multiplier in (
+            zip(self.decoder_blocks, head_masks, cross_head_masks, multipliers, cross_multipliers)
         ):
+            if block_inputs is not None:
+                block_inputs.append(x)
+            extra = {}
+            if block_multiplier is not None:
+                extra["attention_multiplier"] = block_multiplier
+            if block_cross_multiplier is not None:
+                extra["cross_attention_multiplier"] = block_cross_multiplier
             x = block(
                 x,
                 encoder_sequence=encoder_outputs,
@@ -399,6 +434,7 @@ class Seq2SeqBackbone(Backbone):
                 cross_head_mask=block_cross_mask,
                 return_attention_scores=return_attention_scores,
                 training=training,
+                **extra,
             )
             if return_attention_scores:
                 x, block_scores = x
@@ -430,6 +466,10 @@ class Seq2SeqBackbone(Backbone):
         encoder_head_mask=None,
         decoder_head_mask=None,
         cross_attention_head_mask=None,
+        encoder_attention_multiplier=None,
+        decoder_attention_multiplier=None,
+        cross_attention_multiplier=None,
+        return_block_inputs=False,
     ):
         if not isinstance(inputs, dict):
             raise ValueError(
@@ -439,8 +479,11 @@ class Seq2SeqBackbone(Backbone):
         # Unknown keys are reported by the side they were routed to.
         source = {k: v for k, v in inputs.items() if k.startswith("source_")}
         target = {k: v for k, v in inputs.items() if not k.startswith("source_")}
+        encoder_inputs = [] if return_block_inputs else None
+        decoder_inputs = [] if return_block_inputs else None
         encoder_outputs, source_mask, encoder_scores = self._run_encoder(
-            source, training, encoder_head_mask, return_attention_scores
+            source, training, encoder_head_mask, return_attention_scores,
+            multiplier=encoder_attention_multiplier, block_inputs=encoder_inputs,
         )
         decoder_outputs, self_scores, cross_scores = self._run_decoder(
             target,
@@ -450,11 +493,17 @@ class Seq2SeqBackbone(Backbone):
             decoder_head_mask,
             cross_attention_head_mask,
             return_attention_scores,
+            multiplier=decoder_attention_multiplier,
+            cross_multiplier=cross_attention_multiplier,
+            block_inputs=decoder_inputs,
         )
         outputs = {
             "encoder_sequence_output": encoder_outputs,
             "decoder_sequence_output": decoder_outputs,
         }
+        if return_block_inputs:
+            outputs["encoder_block_inputs"] = ops.stack(encoder_inputs, axis=0)
+            outputs["decoder_block_inputs"] = ops.stack(decoder_inputs, axis=0)
         if return_attention_scores:
             outputs["encoder_attention_scores"] = stack_attention_scores(
                 encoder_scores, max(self.encoder_head_counts)

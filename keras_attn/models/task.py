@@ -27,7 +27,12 @@ PRESET_TOKENIZER_DIR = "tokenizer"
 
 
 AttentionKind = collections.namedtuple(
-    "AttentionKind", ["queries", "keys", "scores_output", "head_mask_argument", "head_counts"]
+    "AttentionKind",
+    [
+        "queries", "keys", "scores_output", "head_mask_argument", "head_counts",
+        "multiplier_argument",
+    ],
+    defaults=(None,),
 )
 AttentionKind.__doc__ = """One attention of a task's backbone, as `Task.attention_kinds` lists it.
 
@@ -38,6 +43,10 @@ Fields:
         `return_attention_scores=True`, `(layers, batch, heads, queries, keys)`.
     head_mask_argument: the backbone call argument that masks its heads.
     head_counts: the backbone attribute listing its heads per layer.
+    multiplier_argument: the backbone call argument that multiplies its
+        post-softmax weights, `(layers, batch, heads, queries, keys)` (ones
+        change nothing; gradients with respect to it at ones are
+        `A * dL/dA`). `None` where the backbone has none.
 """
 
 

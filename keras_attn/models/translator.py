@@ -87,15 +87,15 @@ class Translator(Task):
     attention_kinds = {
         "encoder": AttentionKind(
             "source", "source", "encoder_attention_scores", "encoder_head_mask",
-            "encoder_head_counts",
+            "encoder_head_counts", "encoder_attention_multiplier",
         ),
         "decoder": AttentionKind(
             "target", "target", "decoder_attention_scores", "decoder_head_mask",
-            "decoder_head_counts",
+            "decoder_head_counts", "decoder_attention_multiplier",
         ),
         "cross": AttentionKind(
             "target", "source", "cross_attention_scores", "cross_attention_head_mask",
-            "cross_attention_head_counts",
+            "cross_attention_head_counts", "cross_attention_multiplier",
         ),
     }
 
