@@ -27,8 +27,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from keras_attn.interpret.attention_attribution import attention_attribution
 from keras_attn.interpret.attention_maps import AttentionMaps, attention_maps
 from keras_attn.interpret.flow import attention_flow
+from keras_attn.interpret.integrated_gradients import integrated_gradients
+from keras_attn.interpret.relevance import relevance
 from keras_attn.interpret.rollout import attention_rollout
 from keras_attn.interpret.selection import check_head, check_kind, check_layer
 from keras_attn.utils.arguments import ArgumentError, check_choice, check_string
@@ -71,6 +74,9 @@ class ExplainMethod:
             (a class, a next token, a target token): `target` is passed on;
             otherwise giving one is an error.
         options: names of the extra keyword options `compute` accepts.
+        reads_texts: `compute` runs the model on the texts itself (gradient
+            methods): it gets `targets=` too, and cannot follow a continuation
+            generated with `max_new_tokens`.
     """
 
     name: str
@@ -78,6 +84,7 @@ class ExplainMethod:
     compute: Callable
     takes_target: bool = False
     options: tuple = ()
+    reads_texts: bool = False
 
 
 METHODS = {}
@@ -119,6 +126,7 @@ _FLOW_KINDS = ("encoder", "decoder")
 
 def _per_kind(function, kinds, name):
     def compute(model, texts, maps, target, residual=0.5):
+        # Rollout and flow read the maps only.
         return [
             ({name: {kind: function(text_maps, kind=kind, residual=residual)
                      for kind in text_maps.kinds if kind in kinds}}, {})
@@ -141,6 +149,60 @@ register_method(
         summary="attention flow: maximum flow through the layers' attention graph (short inputs)",
         compute=_per_kind(attention_flow, _FLOW_KINDS, "flow"),
         options=("residual",),
+    )
+)
+
+
+def _relevance(model, texts, maps, target, targets=None, score="logit"):
+    return [
+        ({"relevance": found.relevance}, {"relevance": found.token_scores})
+        for found in relevance(model, texts, target=target, targets=targets, score=score)
+    ]
+
+
+def _integrated_gradients(model, texts, maps, target, targets=None, **options):
+    return [
+        ({}, {"integrated gradients": found.scores})
+        for found in integrated_gradients(model, texts, target=target, targets=targets, **options)
+    ]
+
+
+def _attention_attribution(model, texts, maps, target, targets=None, **options):
+    return [
+        ({"attribution": found.attention}, {})
+        for found in attention_attribution(model, texts, target=target, targets=targets,
+                                           **options)
+    ]
+
+
+register_method(
+    ExplainMethod(
+        name="relevance",
+        summary="gradient-weighted attention relevance (Chefer et al.) of one output",
+        compute=_relevance,
+        takes_target=True,
+        options=("score",),
+        reads_texts=True,
+    )
+)
+register_method(
+    ExplainMethod(
+        name="ig",
+        summary="integrated gradients on the token embeddings of one output",
+        compute=_integrated_gradients,
+        takes_target=True,
+        options=("baseline", "steps", "method", "batch_size", "score"),
+        reads_texts=True,
+    )
+)
+register_method(
+    ExplainMethod(
+        name="attribution",
+        summary="attention attribution (integrated gradients over attention weights)",
+        compute=_attention_attribution,
+        takes_target=True,
+        options=("steps", "method", "batch_size", "score"),
+        reads_texts=True,
     )
 )
 
@@ -181,7 +243,15 @@ def explain(model, texts, method="attention", target=None, **options):
     input_options = {name: options.pop(name) for name in _INPUT_OPTIONS if name in options}
     if isinstance(input_options.get("targets"), str):
         input_options["targets"] = [input_options["targets"]]
+    if entry.reads_texts and input_options.get("max_new_tokens"):
+        raise ValueError(
+            f"Method {method_name!r} runs the model on the texts themselves: pass a "
+            "continuation as `targets` instead of generating one with `max_new_tokens`. "
+            f"Received: max_new_tokens={input_options['max_new_tokens']}"
+        )
     maps = attention_maps(model, texts, **input_options)
+    if entry.reads_texts:
+        options["targets"] = input_options.get("targets")
     results = entry.compute(model, texts, maps, target, **options)
     if len(results) != len(maps):
         raise RuntimeError(

@@ -70,3 +70,30 @@ def test_rollout_and_flow_are_methods_with_views_per_kind():
     assert sorted(flowed.views["flow"]) == ["decoder", "encoder"]
     np.testing.assert_allclose(flowed.views["flow"]["decoder"],
                                attention_flow(flowed.maps, kind="decoder", residual=0.3))
+
+
+@pytest.mark.parametrize("method", ["relevance", "ig", "attribution"])
+def test_gradient_methods_explain_a_chosen_output(method):
+    from keras_attn.interpret import attention_attribution, integrated_gradients, relevance
+    from keras_attn.models import Generator
+
+    model = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    options = {"steps": 8} if method != "relevance" else {}
+    found = explain(model, "abc", method, target={"position": 2}, targets="d", **options)
+    assert found.maps.tokens["tokens"] == ["[BOS]", "a", "b", "c", "d"]
+    if method == "relevance":
+        (expected,) = relevance(model, ["abc"], target={"position": 2}, targets=["d"])
+        np.testing.assert_allclose(found.token_scores["relevance"]["tokens"],
+                                   expected.token_scores["tokens"])
+    elif method == "ig":
+        (expected,) = integrated_gradients(model, ["abc"], target={"position": 2},
+                                           targets=["d"], steps=8)
+        np.testing.assert_allclose(found.token_scores["integrated gradients"]["tokens"],
+                                   expected.scores["tokens"], rtol=1e-5, atol=1e-6)
+    else:
+        (expected,) = attention_attribution(model, ["abc"], target={"position": 2},
+                                            targets=["d"], steps=8)
+        np.testing.assert_allclose(found.views["attribution"]["decoder"],
+                                   expected.attention["decoder"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        explain(model, "abc", method, max_new_tokens=2)
