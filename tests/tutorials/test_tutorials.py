@@ -16,6 +16,7 @@ FIGURES = {
     "02_heads_and_positions.py": [
         "heads.png", "sinusoidal.png", "learned.png", "rotary.png", "alibi.png",
     ],
+    "03_translator.py": ["alignment_attention.png", "alignment_relevance.png"],
     "05_generator.py": ["temperature.png", "cache_speedup.png"],
     "07_export_and_serve.py": ["served_latency.png"],
 }
