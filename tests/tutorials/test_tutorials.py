@@ -17,6 +17,7 @@ FIGURES = {
         "heads.png", "sinusoidal.png", "learned.png", "rotary.png", "alibi.png",
     ],
     "03_translator.py": ["alignment_attention.png", "alignment_relevance.png"],
+    "04_classifier.py": ["fine_tuning.png"],
     "05_generator.py": ["temperature.png", "cache_speedup.png"],
     "07_export_and_serve.py": ["served_latency.png"],
 }
