@@ -109,7 +109,9 @@ class Translator(Task):
         check_tokenizer_fits(
             self.target_tokenizer, self.backbone.target_vocabulary_size, "target_tokenizer"
         )
-        self._translate_functions = {}
+        # Compiled decoding loops by (mode, beam width, length): a cache, not
+        # state; tracked, its tuple keys would make the model unexportable.
+        object.__setattr__(self, "_translate_functions", {})
         # Derived from the tokenizers and the backbone: not tracked or saved.
         object.__setattr__(
             self,
