@@ -3,6 +3,7 @@ each attention head, as the expected gradient of the loss with respect to a
 mask multiplying the head's output."""
 
 import dataclasses
+import weakref
 
 import keras
 import numpy as np
@@ -81,6 +82,16 @@ def head_mask_loss_and_gradients(model, batch, head_masks=None):
     The loss is `model.compute_loss` when the model is compiled with a
     loss, otherwise its `default_loss()`; the model runs in inference mode
     (no dropout).
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> model = Generator.from_preset("tiny", sequence_length=16, num_layers=2)
+    >>> batch = next(iter(model.make_dataset(["abcdef"], batch_size=1)))
+    >>> loss, gradients = head_mask_loss_and_gradients(model, batch)
+    >>> gradients["decoder"].shape  # (layers, heads)
+    (2, 4)
+    >>> without_head_0, _ = head_mask_loss_and_gradients(
+    ...     model, batch, {"decoder": [[0, 1, 1, 1], [1, 1, 1, 1]]})
     """
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(batch))
     masks = _checked_masks(model, head_masks)
@@ -117,21 +128,29 @@ def head_importance(model, data_or_dataset, num_batches=None, normalize=True, ba
 
     Cost: one forward and backward pass per batch, with the masks as the
     only gradient targets.
+
+    Example:
+    >>> from keras_attn.data import TranslationData
+    >>> from keras_attn.models import Translator
+    >>> model = Translator.from_preset("tiny", source_length=16, target_length=8,
+    ...     num_encoder_layers=1, num_decoder_layers=1)
+    >>> data = TranslationData(["one two", "three"], ["12", "3"])
+    >>> importance = head_importance(model, data)
+    >>> importance.kinds, importance.scores["cross"].shape
+    (('encoder', 'decoder', 'cross'), (1, 4))
     """
     num_batches = check_positive_int("num_batches", num_batches, allow_none=True)
     normalize = check_boolean("normalize", normalize)
     dataset = _as_dataset(model, data_or_dataset, batch_size)
     masks = _checked_masks(model, None)
     totals = {kind: np.zeros(mask.shape, "float64") for kind, mask in masks.items()}
-    step = tf.function(
-        lambda x, y, w: _loss_and_gradients(model, masks, x, y, w), reduce_retracing=True
-    )
+    step = _compiled_step(model)
     seen = 0
     for batch in dataset:
         if num_batches is not None and seen >= num_batches:
             break
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
-        _, gradients = step(x, y, sample_weight)
+        _, gradients = step(masks, x, y, sample_weight)
         for kind, gradient in gradients.items():
             totals[kind] += np.abs(np.asarray(gradient, "float64"))
         seen += 1
@@ -180,6 +199,25 @@ def _checked_masks(model, head_masks):
             )
         masks[kind] = tf.constant(mask)
     return masks
+
+
+# model -> (its loss when traced, the traced step): later calls on batches of
+# the same shapes reuse the graph instead of tracing it again.
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def _compiled_step(model):
+    loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
+    cached = _STEPS.get(model)
+    if cached is None or cached[0] is not loss:
+        # A weak reference: the cached step must not keep its model alive.
+        model_ref = weakref.ref(model)
+        step = tf.function(
+            lambda masks, x, y, w: _loss_and_gradients(model_ref(), masks, x, y, w),
+            reduce_retracing=True,
+        )
+        cached = _STEPS[model] = (loss, step)
+    return cached[1]
 
 
 def _loss_and_gradients(model, masks, x, y, sample_weight):

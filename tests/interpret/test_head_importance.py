@@ -63,12 +63,20 @@ def test_loss_is_the_compiled_training_loss():
     # With the masks at one the model is unchanged, so the loss must be what
     # Keras' evaluate reports for the same batch with the same compiled loss.
     model, data = _model_and_data("generator")
+    batch = _first_batch(model, data)
+    one_batch = tf.data.Dataset.from_tensors(batch)
+    default = head_importance(model, one_batch, normalize=False)
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[], jit_compile=False)
-    batch = _first_batch(model, data)
-    loss, _ = head_mask_loss_and_gradients(model, batch)
-    expected = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+    loss, gradients = head_mask_loss_and_gradients(model, batch)
+    expected = model.evaluate(one_batch, verbose=0, return_dict=True)
     np.testing.assert_allclose(loss, expected["loss"], rtol=1e-5)
+    # head_importance follows the new compiled loss (which, unlike the task's
+    # default, also scores the padding), not the one it first ran with.
+    compiled = head_importance(model, one_batch, normalize=False)
+    np.testing.assert_allclose(compiled.scores["decoder"], np.abs(gradients["decoder"]),
+                               rtol=1e-4)
+    assert not np.allclose(compiled.scores["decoder"], default.scores["decoder"], rtol=1e-2)
 
 
 def test_importance_is_the_mean_absolute_gradient_normalised_per_layer():
