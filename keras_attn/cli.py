@@ -369,7 +369,7 @@ def _prune_data(args, task, recipe, log):
         for key in ("prompt_length", "prompt_until", "continuation_length", "num_examples"):
             options.pop(key, None)  # they describe the recipe's own texts
         data = load_split({"task": task, "data": {"validation": spec}}, "validation", log)
-        return data, "--data", check_evaluation_options(options, task)
+        return data, "the --data examples", check_evaluation_options(options, task)
     specs = (recipe or {}).get("data", {})
     role = next((r for r in ("validation", "test") if r in specs), None)
     if role is None:
