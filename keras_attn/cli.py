@@ -7,6 +7,7 @@
     keras-attn classify MODEL_DIR [TEXT ...]   label and probability
     keras-attn generate MODEL_DIR [PROMPT ...] continue prompts
     keras-attn explain MODEL "TEXT" --out F    look inside: HTML viewer or PNG / SVG figure
+    keras-attn prune RUN --heads 0.3 --out DIR remove the least important attention heads
 
 Every command is a thin layer over `keras_attn.recipes` and the models'
 methods. Bad input ends with one line, `keras-attn <command>: error: ...`,
@@ -31,6 +32,7 @@ from keras_attn.utils.arguments import (
     check_number_in_range,
     check_positive_int,
     check_positive_number,
+    check_rate,
     check_unit_interval,
 )
 from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
@@ -399,6 +401,69 @@ def _serve_check(args):
     return 0
 
 
+# ------------------------------------------------------------------ prune
+
+
+def _prune_data(args, task, recipe, log):
+    """`(examples, role, evaluation options)` to score heads and metrics on:
+    `--data` / `--data-path`, else the run's validation (or test) data."""
+    from keras_attn.recipes.evaluation import check_evaluation_options
+    from keras_attn.recipes.recipe_data import load_split
+
+    spec = _data_spec(args)
+    options = dict((recipe or {}).get("evaluation", {})) if recipe else {}
+    if spec is not None:
+        for key in ("prompt_length", "prompt_until", "continuation_length", "num_examples"):
+            options.pop(key, None)  # they describe the recipe's own texts
+        data = load_split({"task": task, "data": {"validation": spec}}, "validation", log)
+        return data, "the --data examples", check_evaluation_options(options, task)
+    specs = (recipe or {}).get("data", {})
+    role = next((r for r in ("validation", "test") if r in specs), None)
+    if role is None:
+        raise ValueError(
+            f"{args.model_dir!r} records no recipe with validation or test data: pass --data "
+            "or --data-path"
+        )
+    return load_split(recipe, role, log), f"the run's {role} data", check_evaluation_options(
+        options, task)
+
+
+def _prune(args):
+    from keras_attn.interpret import head_importance, prune_least_important
+    from keras_attn.recipes import load_model
+    from keras_attn.recipes.evaluation import recorded_run
+
+    out = os.path.abspath(args.out)
+    if os.path.lexists(out) and not args.overwrite:
+        raise ValueError(f"--out: {args.out!r} already exists; pass --overwrite to replace it")
+    model, task = load_model(args.model_dir)
+    recipe = (recorded_run(args.model_dir) or {}).get("recipe")
+    if recipe and recipe.get("task") != task:
+        recipe = None
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    data, described, options = _prune_data(args, task, recipe, log)
+    importance = head_importance(model, data, batch_size=args.batch_size)
+    print(f"head importance: {importance.num_batches} batch(es) of {described} "
+          f"({len(data)} examples)")
+    before, _ = model.evaluate_data(data, options)
+    pruned, removed = prune_least_important(model, importance, args.heads)
+    after, _ = pruned.evaluate_data(data, options)
+    total = sum(sum(counts) for counts in importance.head_counts.values())
+    gone = sum(len(heads) for layers in removed.values() for heads in layers.values())
+    print(f"kept heads ({total - gone} of {total}; {gone} pruned):")
+    for kind, counts in importance.head_counts.items():
+        for layer, count in enumerate(counts):
+            dropped = removed.get(kind, {}).get(layer, [])
+            kept = [head for head in range(count) if head not in dropped]
+            print(f"  {kind} layer {layer}: {len(kept)}/{count} {kept}")
+    for name, value in before.items():
+        if isinstance(value, float) and name in after:
+            print(f"{name}: {value:.4g} before, {after[name]:.4g} after")
+    pruned.save_to_preset(out, overwrite=args.overwrite)
+    print(f"saved the pruned {task} to {args.out}")
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -438,6 +503,7 @@ def _head(text):
         ) from None
 _non_negative_float = _option_type(float, check_non_negative_number)
 _unit_interval_float = _option_type(float, check_unit_interval)
+_rate = _option_type(float, check_rate)
 # The recipe's `training.time_budget` check (keras_attn.training.callbacks),
 # without importing the training code for `--help`.
 _seconds = _option_type(float, lambda name, value: check_number_in_range(
@@ -741,6 +807,40 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing OUTPUT_DIR (only once the new export is written)")
     export.set_defaults(handler=_export)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[common],
+        help="remove the least important attention heads (Michel et al. 2019)",
+        description=(
+            "Scores every attention head by the expected gradient of the task's loss with "
+            "respect to a mask on the head (on the run's validation data, or --data), removes "
+            "the least important share of them (never a layer's last head), prints the heads "
+            "kept per layer and the task's metrics before and after, and writes the smaller "
+            "model as a preset directory."
+        ),
+    )
+    prune.add_argument("model_dir", metavar="RUN",
+                       help="a training output directory or preset directory")
+    prune.add_argument("--heads", type=_rate, required=True, metavar="SHARE",
+                       help="share of all attention heads to remove, in [0, 1), e.g. 0.3")
+    prune.add_argument("--out", required=True, metavar="DIR",
+                       help="where to write the pruned model (a preset directory)")
+    prune.add_argument(
+        "--data", metavar="SPEC",
+        help="score on this data instead of the run's: a built-in dataset name (its "
+             "validation split), a YAML mapping or a YAML file holding one",
+    )
+    prune.add_argument("--data-path", metavar="PATH",
+                       help="score on your own file (same formats as train --data-path)")
+    prune.add_argument("--split", help="the split of --data to use")
+    prune.add_argument("--num-examples", type=_positive_int, metavar="N",
+                       help="load at most N examples of --data")
+    prune.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                       help="batch size of the importance pass (default 32)")
+    prune.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out directory")
+    prune.set_defaults(handler=_prune)
 
     serve_check = commands.add_parser(
         "serve-check",

@@ -210,7 +210,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 @pytest.mark.parametrize("command", [
     "quickstart", "train", "evaluate", "translate", "classify", "generate", "export",
-    "serve-check"])
+    "serve-check", "prune"])
 def test_every_subcommand_explains_every_option(command, capsys):
     parser = build_parser()
     with pytest.raises(SystemExit) as exit_info:
@@ -333,3 +333,35 @@ def test_generate_and_translate_pass_the_repetition_controls(tmp_path, capsys):
             main(["translate", str(tmp_path / "translator"), "one", option, value])
         assert exit_info.value.code == 2
         assert f"argument {option}: {message}" in capsys.readouterr().err
+
+
+def test_prune_writes_a_smaller_preset_and_reports_the_metric(trained, tmp_path, capsys):
+    from keras_attn.models import Classifier
+
+    root, _ = trained
+    out = tmp_path / "pruned"
+    # The run's classifier has one layer of 4 heads: 0.5 removes 2 of them,
+    # scored on the run's own validation data (32 examples).
+    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of the run's validation data (32 examples)" in printed
+    assert "kept heads (2 of 4; 2 pruned):" in printed
+    assert "encoder layer 0: 2/4 [" in printed
+    assert "accuracy: " in printed and " before, " in printed
+    pruned = Classifier.from_preset(out)
+    assert pruned.backbone.head_counts == [2]
+    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_prune_of_a_preset_needs_data(tmp_path, capsys):
+    from keras_attn.models import Classifier
+
+    Classifier.from_preset("tiny", num_classes=2, num_layers=1).save_to_preset(tmp_path / "m")
+    out = str(tmp_path / "out")
+    assert main(["prune", str(tmp_path / "m"), "--heads", "0.25", "--out", out]) == 2
+    assert "pass --data or --data-path" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "m"), "--heads", "0.25", "--out", out,
+                 "--data", "sentiment_negation", "--num-examples", "8"]) == 0
+    assert "kept heads (3 of 4; 1 pruned)" in capsys.readouterr().out
+    assert Classifier.from_preset(out).backbone.head_counts == [3]

@@ -14,6 +14,11 @@ from keras_attn.interpret.explain import (
     write_explanation,
 )
 from keras_attn.interpret.flow import attention_flow
+from keras_attn.interpret.head_importance import (
+    HeadImportance,
+    head_importance,
+    head_mask_loss_and_gradients,
+)
 from keras_attn.interpret.integrated_gradients import Attributions, integrated_gradients
 from keras_attn.interpret.plots import (
     plot_alignment,
@@ -25,6 +30,7 @@ from keras_attn.interpret.plots import (
     plot_token_scores,
     save_figure,
 )
+from keras_attn.interpret.pruning import prune_heads, prune_least_important, pruning_curve
 from keras_attn.interpret.relevance import Relevance, propagate_relevance, relevance
 from keras_attn.interpret.rollout import attention_rollout, residual_adjusted_attention
 from keras_attn.interpret.sinks import AttentionSinks, attention_sinks, sinks_from_maps
@@ -39,6 +45,7 @@ __all__ = [
     "ExplainMethod",
     "ExplainedOutput",
     "Explanation",
+    "HeadImportance",
     "METHODS",
     "OutputSelector",
     "Relevance",
@@ -50,6 +57,8 @@ __all__ = [
     "attention_sinks",
     "explain",
     "explanation_figure",
+    "head_importance",
+    "head_mask_loss_and_gradients",
     "integrated_gradients",
     "maps_from_outputs",
     "plot_alignment",
@@ -60,6 +69,9 @@ __all__ = [
     "plot_pruning_curve",
     "plot_token_scores",
     "propagate_relevance",
+    "prune_heads",
+    "prune_least_important",
+    "pruning_curve",
     "register_method",
     "relevance",
     "residual_adjusted_attention",
