@@ -19,6 +19,11 @@ FIGURES = {
     "03_translator.py": ["alignment_attention.png", "alignment_relevance.png"],
     "04_classifier.py": ["fine_tuning.png"],
     "05_generator.py": ["temperature.png", "cache_speedup.png"],
+    "06_looking_inside.py": [
+        "attention_grid.png", "rollout.png", "flow.png", "relevance.png",
+        "integrated_gradients.png", "value_norms.png", "head_importance.png",
+        "pruning_curve.png",
+    ],
     "07_export_and_serve.py": ["served_latency.png"],
 }
 
