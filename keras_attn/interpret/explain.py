@@ -29,11 +29,11 @@ import numpy as np
 
 from keras_attn.interpret.attention_attribution import attention_attribution
 from keras_attn.interpret.attention_maps import AttentionMaps, attention_maps
+from keras_attn.interpret.checked_maps import check_head, check_kind, check_layer
 from keras_attn.interpret.flow import attention_flow
 from keras_attn.interpret.integrated_gradients import integrated_gradients
 from keras_attn.interpret.relevance import relevance
 from keras_attn.interpret.rollout import attention_rollout
-from keras_attn.interpret.selection import check_head, check_kind, check_layer
 from keras_attn.utils.arguments import ArgumentError, check_choice, check_string
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_attn.interpret.selection import (
+from keras_attn.interpret.checked_maps import (
     check_kind,
     check_matrix,
     check_token_scores,

@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from keras_attn.interpret.selection import check_head, check_kind, check_layer
+from keras_attn.interpret.checked_maps import check_head, check_kind, check_layer
 from keras_attn.utils.arguments import ArgumentError, check_choice, check_string
 from keras_attn.utils.atomic_files import write_text_atomically
 
