@@ -59,6 +59,13 @@ def replace_path(source, target):
     shutil.rmtree(retired_parent, ignore_errors=True)
 
 
+def _created_mode(is_directory):
+    """The permissions `open` / `mkdir` would give under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if is_directory else 0o666) & ~umask
+
+
 def _write_through_staging(path, write, is_directory):
     """The shared core: `write(staging)` into a temporary sibling of `path`,
     then `replace_path(staging, path)`; the temporary goes on any failure."""
@@ -68,6 +75,10 @@ def _write_through_staging(path, write, is_directory):
     else:
         handle, staging = tempfile.mkstemp(prefix=_PREFIX, suffix=".part", dir=parent)
         os.close(handle)
+    # mkstemp / mkdtemp make private (0600 / 0700) temporaries; what lands at
+    # `path` gets the usual permissions, so a server under another user can
+    # read an export or a report.
+    os.chmod(staging, _created_mode(is_directory))
     try:
         write(staging)
         replace_path(staging, path)

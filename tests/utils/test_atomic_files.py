@@ -220,3 +220,14 @@ def test_replace_path_puts_the_old_directory_back_when_the_move_fails(tmp_path):
         replace_path(tmp_path / "missing", tmp_path / "preset")
     assert _tree(tmp_path / "preset") == {"a.txt": "old"}
     assert _listing(tmp_path) == ["preset"]
+
+
+def test_written_files_and_directories_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_text_atomically(tmp_path / "report.html", "<p>hi</p>")
+        write_directory_atomically(tmp_path / "export", lambda d: None)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755
