@@ -35,6 +35,8 @@ from keras_attn.utils.arguments import (
 from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# keras_attn.recipes.distribution.STRATEGIES, without importing TensorFlow for `--help`.
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 def _check_writable_file(option, path):
@@ -154,6 +156,8 @@ def _train(args):
         "training.precision": args.precision,
         "training.seed": args.seed,
         "training.time_budget": args.time_budget,
+        "training.strategy": args.strategy,
+        "training.deterministic": True if args.deterministic else None,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if overrides:
@@ -529,6 +533,21 @@ def build_parser():
             "seconds from the start (data loading and tokenizer training count; a resumed run "
             "spends what is left), then evaluate and save as usual"
         ),
+    )
+    train.add_argument(
+        "--strategy", choices=STRATEGIES,
+        help=(
+            "override training.strategy, the tf.distribute strategy: default (one device), "
+            "mirrored (every GPU here, or every logical CPU), multi_worker (the machines the "
+            "TF_CONFIG environment variable lists; run the same command on each, only the "
+            "chief writes OUTPUT_DIR) or tpu; --batch-size is the global batch, split across "
+            "the replicas"
+        ),
+    )
+    train.add_argument(
+        "--deterministic", action="store_true",
+        help="set training.deterministic: TensorFlow's deterministic ops, so that with the "
+             "same seed a run, resumed or not, gives the same weights (slower)",
     )
     train.add_argument(
         "--output-dir", metavar="DIR",
