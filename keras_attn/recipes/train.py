@@ -432,9 +432,12 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
     dataset = model.dataset_from_data(train, batch_size=batch_size, seed=seed)
-    # The examples are reshuffled every epoch (every new iterator), from the
-    # seed: a resumed run skips the orders of the epochs already trained, so
-    # it sees the batches the uninterrupted run would have seen.
+    # The examples are reshuffled for every new iterator, from the seed. With
+    # `steps_per_epoch` given, Keras makes one iterator per epoch (without it,
+    # two), so a resumed run that first skips one per epoch already trained
+    # sees the batches the uninterrupted run would have seen.
+    batches = int(dataset.cardinality())
+    steps_per_epoch = batches if batches > 0 else None
     for _ in range(_resumed_epoch(work)):
         iter(dataset)
     truncation = getattr(model, "last_truncation", None)
@@ -445,7 +448,7 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
         )
     steps = max(1, len(train) // batch_size)
     jit_compile = training["jit_compile"]
-    local = strategy.extended.worker_devices
+    local = strategy.extended.worker_devices if strategy.num_replicas_in_sync > 1 else ()
     if jit_compile and len(local) > 1 and all("CPU" in device.upper() for device in local):
         # XLA keeps a step on one CPU device, and cannot reach the variables
         # of the replicas on the others.
@@ -487,6 +490,7 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
             dataset,
             validation_data=validation,
             epochs=training["epochs"],
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=_auto_verbose() if verbose == "auto" else verbose,
             shuffle=False,
