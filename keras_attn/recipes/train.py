@@ -33,6 +33,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_attn.models import Task
@@ -395,6 +396,35 @@ def _resumed_epoch(work):
         return int(json.load(handle).get("epoch", 0))  # epochs finished
 
 
+class _RandomState(keras.callbacks.Callback):
+    """Keeps the model's random-seed states (dropout) with the backup, which
+    holds only weights and optimizer: a resumed run draws the masks the
+    uninterrupted one would have."""
+
+    FILE = "random_state.npz"
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.path = os.path.join(backup_dir, self.FILE)
+
+    def _states(self):
+        weights = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def on_train_begin(self, logs=None):
+        if os.path.isfile(self.path):
+            with np.load(self.path) as saved:
+                for i, variable in enumerate(self._states()):
+                    variable.assign(saved[str(i)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if os.path.isdir(os.path.dirname(self.path)):  # the backup was written
+            with open(self.path + ".tmp", "wb") as handle:
+                np.savez(handle, **{str(i): keras.ops.convert_to_numpy(v)
+                                    for i, v in enumerate(self._states())})
+            os.replace(self.path + ".tmp", self.path)
+
+
 def _build_for_strategy(model, strategy, train, batch_size):
     """Builds the optimizer and metrics of a model made under a strategy.
 
@@ -467,7 +497,8 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
                                   time_budget=training.get("time_budget"), clock=clock,
                                   started=budget_started)
     budget = next((c for c in built_in if isinstance(c, TimeBudget)), None)
-    callbacks = built_in + list(extra_callbacks)
+    callbacks = [*built_in[:1], _RandomState(os.path.join(work, BACKUP_DIR)), *built_in[1:],
+                 *extra_callbacks]
     compiled = "XLA" if jit_compile else "no XLA"
     limit = f", at most {budget.seconds:g}s in all" if budget else ""
     replicas = strategy.num_replicas_in_sync
