@@ -38,6 +38,8 @@ from keras_attn.utils.arguments import (
 from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# keras_attn.recipes.distribution.STRATEGIES, without importing TensorFlow for `--help`.
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 def _check_writable_file(option, path):
@@ -45,6 +47,19 @@ def _check_writable_file(option, path):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{option}: folder {folder!r} does not exist (given {path!r})")
+
+
+def _check_output_folder(option, path):
+    """Fails before any training when `path` cannot become a folder: it, or
+    the nearest of its parents that exists, is a file or cannot be written."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is" if existing == os.path.abspath(path) else f"is under {existing!r}, which is"
+        raise ValueError(f"{option}: {path!r} {where} an existing file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(f"{option}: folder {existing!r} is not writable (given {path!r})")
 
 
 def _import_library_quietly():
@@ -73,6 +88,10 @@ def _import_library_quietly():
 def _quickstart(args):
     if args.metrics_json:
         _check_writable_file("--metrics-json", args.metrics_json)
+    if args.output_dir:
+        _check_output_folder("--output-dir", args.output_dir)
+        for name in ("translator", "classifier", "generator"):
+            _check_output_folder("--output-dir", os.path.join(args.output_dir, name))
     from keras_attn.quickstart import run_quickstart
 
     metrics = run_quickstart(fast=args.fast, seed=args.seed, output_dir=args.output_dir)
@@ -140,12 +159,15 @@ def _train(args):
         "training.precision": args.precision,
         "training.seed": args.seed,
         "training.time_budget": args.time_budget,
+        "training.strategy": args.strategy,
+        "training.deterministic": True if args.deterministic else None,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if overrides:
         recipe = apply_overrides(recipe, overrides, source=f"{source} with overrides")
     stem = os.path.splitext(os.path.basename(args.recipe))[0]
     output_dir = args.output_dir or os.path.join("runs", stem)
+    _check_output_folder("--output-dir", output_dir)
     print(f"recipe: {args.recipe} ({recipe['task']}, preset {recipe['preset']}) -> {output_dir}")
     if recipe.get("description"):
         print(f"  {recipe['description']}")
@@ -228,6 +250,20 @@ def _evaluate(args):
 # ------------------------------------------------------ text in, text out
 
 
+def _decoded_lines(raw, where):
+    """The lines of UTF-8 bytes `raw`; a `ValueError` naming `where`, the
+    1-based line and the byte of the first invalid sequence otherwise."""
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ValueError(
+            f"{where}, line {line}: not valid UTF-8 (byte {column} of the line is "
+            f"0x{raw[error.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
 def _input_texts(args, what="TEXT"):
     """Texts from the command line, `--input FILE`, or standard input lines."""
     if args.texts and args.input:
@@ -237,10 +273,14 @@ def _input_texts(args, what="TEXT"):
     if args.input and args.input != "-":
         if not os.path.isfile(args.input):
             raise OSError(f"--input: {args.input!r} does not exist or is not a file")
-        with open(args.input, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+        with open(args.input, "rb") as handle:
+            lines = _decoded_lines(handle.read(), f"--input {args.input}")
     else:
-        lines = sys.stdin.read().splitlines()
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text stream put in place of stdin (tests)
+            lines = sys.stdin.read().splitlines()
+        else:
+            lines = _decoded_lines(stdin.read(), "standard input")
     texts = [line for line in lines if line.strip()]
     if not texts:
         raise ValueError(f"no input: pass {what} arguments, --input FILE, or lines on stdin")
@@ -352,6 +392,11 @@ def _explain(args):
 def _export(args):
     from keras_attn.export import export
 
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise ValueError(
+            f"OUTPUT_DIR {args.output!r} already exists; pass --overwrite to replace it (only "
+            "once the new export is written)"
+        )
     model, task = _load_any(args.model_dir)
     # The options a task's export takes are those of its serving_endpoints.
     accepted = inspect.signature(model.serving_endpoints).parameters
@@ -615,6 +660,21 @@ def build_parser():
         ),
     )
     train.add_argument(
+        "--strategy", choices=STRATEGIES,
+        help=(
+            "override training.strategy, the tf.distribute strategy: default (one device), "
+            "mirrored (every GPU here, or every logical CPU), multi_worker (the machines the "
+            "TF_CONFIG environment variable lists; run the same command on each, only the "
+            "chief writes OUTPUT_DIR) or tpu; --batch-size is the global batch, split across "
+            "the replicas"
+        ),
+    )
+    train.add_argument(
+        "--deterministic", action="store_true",
+        help="set training.deterministic: TensorFlow's deterministic ops, so that with the "
+             "same seed a run, resumed or not, gives the same weights (slower)",
+    )
+    train.add_argument(
         "--output-dir", metavar="DIR",
         help="where the results go (default: runs/<recipe file name without .yaml>)",
     )
@@ -863,9 +923,24 @@ def build_parser():
     return parser
 
 
+def _parse(parser, argv):
+    """`parser.parse_args`, with texts allowed after options: in
+    `translate RUN --beam-width 2 six`, argparse fills TEXT before it reaches
+    `six`, so leftover bare words join the command's texts. Unknown options
+    still fail as usual."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser._subparsers._group_actions[0].choices[args.command]
+        stray = [item for item in extras if item.startswith("-") and item != "-"]
+        if getattr(args, "texts", None) is None or stray:
+            command.error(f"unrecognized arguments: {' '.join(stray or extras)}")
+        args.texts = [*args.texts, *extras]
+    return args
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not args.debug:
         # TensorFlow's native INFO / WARNING / ERROR logs; Python errors still show.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -316,8 +316,9 @@ def test_generate_and_translate_pass_the_repetition_controls(tmp_path, capsys):
     assert capsys.readouterr().out == "".join(f"{text}\n" for text in expected)
     assert expected != loaded.generate(prompts, **options)  # the controls changed the text
 
-    assert main(["translate", str(tmp_path / "translator"), *sources, "--beam-width", "2",
-                 *controls]) == 0
+    # Texts may follow the options.
+    assert main(["translate", str(tmp_path / "translator"), "--beam-width", "2", *controls,
+                 *sources]) == 0
     loaded = Translator.from_preset(str(tmp_path / "translator"))
     expected = loaded.translate(sources, beam_width=2, no_repeat_ngram_size=1,
                                 repetition_penalty=1.3)
@@ -365,3 +366,59 @@ def test_prune_of_a_preset_needs_data(tmp_path, capsys):
                  "--data", "sentiment_negation", "--num-examples", "8"]) == 0
     assert "kept heads (3 of 4; 1 pruned)" in capsys.readouterr().out
     assert Classifier.from_preset(out).backbone.head_counts == [3]
+
+
+def test_texts_may_follow_options_and_unknown_options_still_fail(capsys):
+    from keras_attn.cli import _parse
+
+    parser = build_parser()
+    args = _parse(parser, ["translate", "RUN", "--beam-width", "2", "six"])
+    assert args.texts == ["six"] and args.beam_width == 2 and args.model_dir == "RUN"
+    args = _parse(parser, ["generate", "RUN", "ab", "--top-k", "3", "cd", "--no-stop", "ef"])
+    assert args.texts == ["ab", "cd", "ef"] and args.top_k == 3 and args.no_stop
+    for argv, unknown in [(["translate", "RUN", "six", "--beam-widht", "2"], "--beam-widht"),
+                          (["train", "recipe.yaml", "extra"], "extra")]:
+        with pytest.raises(SystemExit) as exit_info:
+            _parse(parser, argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"keras-attn {argv[0]}: error: unrecognized arguments: {unknown}" in err
+
+
+def test_quickstart_output_dir_under_a_file_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "models.txt"
+    blocker.write_text("not a folder")
+    assert main(["quickstart", "--fast", "--output-dir", str(blocker / "models")]) == 2
+    out, err = capsys.readouterr()
+    assert "[1/3]" not in out  # nothing was trained
+    assert err.strip() == (f"keras-attn quickstart: error: --output-dir: "
+                           f"'{blocker / 'models'}' is under '{blocker}', which is an existing "
+                           "file, not a folder")
+    # A file where one of the three model folders would go is caught as well.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "generator").write_text("")
+    assert main(["quickstart", "--fast", "--output-dir", str(tmp_path / "out")]) == 2
+    assert "generator' is an existing file, not a folder" in capsys.readouterr().err
+
+
+def test_invalid_utf8_input_names_the_file_and_the_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "texts.txt"
+    path.write_bytes(b"seven\n\nfor\xffty two\n")
+    assert main(["translate", str(tmp_path / "no_model"), "--input", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"keras-attn translate: error: --input {path}, line 3: not valid UTF-8 "
+                   "(byte 4 of the line is 0xff); save the file as UTF-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ok\n\xc3(\n")))
+    assert main(["classify", str(tmp_path / "no_model")]) == 2
+    assert "error: standard input, line 2: not valid UTF-8 (byte 1 of the line is 0xc3)" in (
+        capsys.readouterr().err)
+
+
+def test_export_refusal_names_the_command_line_flag(tmp_path, capsys):
+    existing = tmp_path / "export"
+    existing.mkdir()
+    assert main(["export", str(tmp_path / "no_model"), str(existing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"keras-attn export: error: OUTPUT_DIR '{existing}' already exists; pass "
+                   "--overwrite to replace it (only once the new export is written)")
+    assert "overwrite=True" not in err

@@ -243,6 +243,31 @@ def test_from_train_holds_out_a_share_of_the_training_examples():
         {**recipe, "data": {"train": recipe["data"]["train"]}}, log=_quiet)["train"].texts)
     again = load_recipe_data(recipe, log=_quiet)
     assert again["test"].texts == data["test"].texts  # fixed by training.seed
+    lines = []
+    load_recipe_data(recipe, log=lines.append)
+    assert not any(line.startswith("warning:") for line in lines)  # 10 and 20 held out
+
+
+def test_a_tiny_file_warns_that_its_held_out_sets_are_too_small(tmp_path):
+    from keras_attn.recipes.recipe_data import MIN_HELD_OUT_EXAMPLES
+
+    pairs = tmp_path / "three.tsv"
+    pairs.write_text("one\t1\ntwo\t2\nthree\t3\n", encoding="utf-8")
+    recipe = with_defaults(validate_recipe({
+        "task": "translator", "preset": "tiny",
+        "data": {"train": {"source": "files", "path": str(pairs)},
+                 "validation": {"from_train": 0.05}, "test": {"from_train": 0.1}},
+    }))
+    lines = []
+    data = load_recipe_data(recipe, log=lines.append)
+    assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (1, 1, 1)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: data.{role} holds out only 1 example of the 3 of data.train (fewer than "
+        f"{MIN_HELD_OUT_EXAMPLES}): its scores say little; give more training examples or a "
+        "larger from_train share"
+        for role in ("test", "validation")
+    ]
 
 
 # ------------------------------------------------------------ training

@@ -9,6 +9,8 @@ from keras_attn.data import load_dataset
 from keras_attn.models import Task
 
 ROLES = ("train", "validation", "test")
+# A held-out split smaller than this is warned about: its scores say little.
+MIN_HELD_OUT_EXAMPLES = 10
 
 
 def _subset(data, indices):
@@ -55,7 +57,9 @@ def load_recipe_data(recipe, log=print, roles=ROLES):
     """The recipe's examples: `{"train": ..., "validation": ..., "test": ...}`.
 
     Splits written `{from_train: share}` are held out of the training
-    examples (a random share, fixed by `training.seed`); built-in specs
+    examples (a random share, fixed by `training.seed`, at least one
+    example); a held-out split of fewer than `MIN_HELD_OUT_EXAMPLES` (10)
+    examples is logged as a warning, since its scores mean little. Built-in specs
     without a `split` take their role's split. Classification labels of
     every split are numbered as in the training data.
     """
@@ -75,6 +79,11 @@ def load_recipe_data(recipe, log=print, roles=ROLES):
                 result[role] = _subset(train, sorted(order[start : start + count].tolist()))
                 start += count
                 log(f"data.{role}: {count} examples held out of data.train")
+                if count < MIN_HELD_OUT_EXAMPLES:
+                    log(f"warning: data.{role} holds out only {count} example"
+                        f"{'s' if count != 1 else ''} of the {len(train)} of data.train "
+                        f"(fewer than {MIN_HELD_OUT_EXAMPLES}): its scores say little; give "
+                        "more training examples or a larger from_train share")
             if start >= len(train):
                 raise ValueError("data: the from_train hold-outs leave no training examples")
             train = _subset(train, sorted(order[start:].tolist()))

@@ -33,6 +33,7 @@ import yaml
 
 from keras_attn.data import allowed_keys
 from keras_attn.models import Task
+from keras_attn.recipes.distribution import STRATEGIES
 from keras_attn.training.callbacks import check_time_budget
 from keras_attn.utils.arguments import (
     ArgumentError,
@@ -359,6 +360,16 @@ RECIPE_SCHEMA = {
                                "the Keras dtype policy while the model is built and trained"),
             "seed": Field(non_negative_int, 0, "weights, shuffling and from_train hold-outs"),
             "jit_compile": Field(boolean, True, "compile the training step with XLA"),
+            "strategy": Field(choice(*STRATEGIES), "default",
+                              "the tf.distribute strategy (keras_attn.recipes.distribution): "
+                              "default (one device), mirrored (every GPU of this machine, or "
+                              "every logical CPU), multi_worker (the machines TF_CONFIG lists; "
+                              "only the chief writes the results) or tpu; batch_size is the "
+                              "global batch, split across the replicas"),
+            "deterministic": Field(boolean, False,
+                                   "tf.config.experimental.enable_op_determinism() for the "
+                                   "rest of the process: with the seed, a run (resumed or not) "
+                                   "repeats exactly; some ops get slower"),
             "tensorboard": Field(boolean, True, "write tensorboard/ logs (needs tensorboard)"),
         }),
         {},

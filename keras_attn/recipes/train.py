@@ -33,9 +33,11 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_attn.models import Task
+from keras_attn.recipes.distribution import WORKERS_DIR, make_strategy, worker_role
 from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
 from keras_attn.recipes.recipe_data import load_recipe_data
 from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
@@ -139,7 +141,7 @@ def _learning_rate(training, model, steps):
     return peak
 
 
-def _compile(model, training, steps):
+def _compile(model, training, steps, jit_compile):
     """The task's own loss and metrics, with the recipe's optimizer."""
     settings = training["optimizer"]
     arguments = dict(
@@ -155,7 +157,7 @@ def _compile(model, training, steps):
     else:
         optimizer = keras.optimizers.Adam(**arguments)
     model.compile(optimizer=optimizer, label_smoothing=training["label_smoothing"],
-                  jit_compile=training["jit_compile"])
+                  jit_compile=jit_compile)
 
 
 # -------------------------------------------------------------- the run
@@ -181,12 +183,14 @@ def machine_info():
 
 def _resume_key(recipe):
     """What must not change for a run to resume: what shapes the training,
-    epochs and the time budget aside (more of either continues it)."""
+    epochs and the time budget aside (more of either continues it), and the
+    strategy (the backup is the same whatever trained it)."""
     key = {k: v for k, v in recipe.items() if k not in ("description", "evaluation",
                                                         "requires", "expected")}
     key = copy.deepcopy(key)
     key.get("training", {}).pop("epochs", None)
     key.get("training", {}).pop("time_budget", None)
+    key.get("training", {}).pop("strategy", None)
     return key
 
 
@@ -293,6 +297,18 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
     training = plan["training"]
     task = plan["task"]
     output_dir = os.path.abspath(os.fspath(output_dir))
+    # Before anything else touches TensorFlow's runtime (multi-worker
+    # collectives are configured when the strategy is made).
+    strategy = make_strategy(training["strategy"])
+    chief, worker = worker_role(strategy)
+    if training["strategy"] != "default":
+        log(f"strategy: {training['strategy']}, {strategy.num_replicas_in_sync} replicas"
+            + (f" ({worker}{', chief' if chief else ''})" if worker else ""))
+    if not chief:
+        # TensorFlow's rule: every worker saves, only the chief where it lasts.
+        output_dir = os.path.join(output_dir, WORKERS_DIR, worker)
+    if training["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
     work = _prepare_output_dir(output_dir, plan, overwrite, log)
     if plan["requires"]:
         log(f"requires: {', '.join(plan['requires'])}")
@@ -312,11 +328,16 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
             log(f"model: trained by the unfinished run ({trained_dir}); skipping training")
             summary = _read_summary(work)
         else:
-            model = _build_model(plan, train, work, log)
+            with strategy.scope():
+                model = _build_model(plan, train, work, log)
             summary = _fit(model, plan, data, work, log, verbose, callbacks or [],
-                           clock, budget_started)
+                           clock, budget_started, strategy)
             model.save_to_preset(trained_dir, overwrite=True)
             write_json_atomically(os.path.join(work, "training.json"), summary)
+        if training["strategy"] != "default":
+            # Scored on one device, as the preset will be used: decoding runs
+            # outside the strategy (and, on logical CPUs, outside XLA's reach).
+            model = Task.for_name(task).from_preset(trained_dir)
         record = {
             "task": task,
             "preset": plan["preset"],
@@ -340,11 +361,22 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
         if plan.get("expected"):
             record["expected"] = plan["expected"]
         _publish(work, output_dir, record)
+        if not chief:
+            _remove_worker_dir(output_dir)
     finally:
         keras.config.set_dtype_policy(policy)
     log(f"saved to {output_dir} (preset/, training_log.csv, metrics.json); "
         f"{record['wall_time_seconds']:.0f}s in all")
     return record
+
+
+def _remove_worker_dir(worker_dir):
+    """A finished non-chief worker's copy goes; so does `workers/` once empty."""
+    shutil.rmtree(worker_dir, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(worker_dir))
+    except OSError:
+        pass  # other workers are still at it
 
 
 def _read_summary(work):
@@ -355,11 +387,89 @@ def _read_summary(work):
         return json.load(handle)
 
 
-def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_started):
+def _resumed_epoch(work):
+    """The epoch an interrupted run's backup resumes at (0 without one)."""
+    path = os.path.join(work, BACKUP_DIR, "training_metadata.json")
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding="utf-8") as handle:
+        return int(json.load(handle).get("epoch", 0))  # epochs finished
+
+
+class _RandomState(keras.callbacks.Callback):
+    """Keeps the model's random-seed states (dropout) with the backup, which
+    holds only weights and optimizer: a resumed run draws the masks the
+    uninterrupted one would have."""
+
+    FILE = "random_state.npz"
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.path = os.path.join(backup_dir, self.FILE)
+
+    def _states(self):
+        weights = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def on_train_begin(self, logs=None):
+        if os.path.isfile(self.path):
+            with np.load(self.path) as saved:
+                for i, variable in enumerate(self._states()):
+                    variable.assign(saved[str(i)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if os.path.isdir(os.path.dirname(self.path)):  # the backup was written
+            with open(self.path + ".tmp", "wb") as handle:
+                np.savez(handle, **{str(i): keras.ops.convert_to_numpy(v)
+                                    for i, v in enumerate(self._states())})
+            os.replace(self.path + ".tmp", self.path)
+
+
+def _build_for_strategy(model, strategy, train, batch_size):
+    """Builds the optimizer and metrics of a model made under a strategy.
+
+    Keras' `fit` and `evaluate` do it themselves from the first batch of
+    their data, reduced across replicas: that reduction fails for mapping
+    inputs under `MultiWorkerMirroredStrategy`, and the batch is drawn from
+    the shuffled training data (one reshuffle more than a one-device run).
+    Built here from an unshuffled batch, Keras' own step is skipped."""
+    if getattr(model, "_distribute_strategy", None) is None:
+        return  # made outside any strategy: Keras builds when it traces
+    batch = next(iter(model.dataset_from_data(train, batch_size=batch_size, shuffle=False)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras averages each step's logs across workers along axis 0, which
+        # scalar losses and metrics do not have: they get one of length 1.
+        for name in ("train_step", "test_step"):
+            setattr(model, name, _with_replica_axis(getattr(model, name)))
+
+
+def _with_replica_axis(step):
+    def step_with_replica_axis(data):
+        return tf.nest.map_structure(
+            lambda value: value[None] if tf.is_tensor(value) and value.shape.rank == 0 else value,
+            step(data),
+        )
+
+    return step_with_replica_axis
+
+
+def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_started,
+         strategy):
     training = plan["training"]
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
     dataset = model.dataset_from_data(train, batch_size=batch_size, seed=seed)
+    # The examples are reshuffled for every new iterator, from the seed. With
+    # `steps_per_epoch` given, Keras makes one iterator per epoch (without it,
+    # two), so a resumed run that first skips one per epoch already trained
+    # sees the batches the uninterrupted run would have seen.
+    batches = int(dataset.cardinality())
+    steps_per_epoch = batches if batches > 0 else None
+    for _ in range(_resumed_epoch(work)):
+        iter(dataset)
     truncation = getattr(model, "last_truncation", None)
     validation = None
     if "validation" in data:
@@ -367,7 +477,17 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
             data["validation"], batch_size=batch_size, shuffle=False, seed=seed
         )
     steps = max(1, len(train) // batch_size)
-    _compile(model, training, steps * training["epochs"])
+    jit_compile = training["jit_compile"]
+    local = strategy.extended.worker_devices if strategy.num_replicas_in_sync > 1 else ()
+    if jit_compile and len(local) > 1 and all("CPU" in device.upper() for device in local):
+        # XLA keeps a step on one CPU device, and cannot reach the variables
+        # of the replicas on the others.
+        log("note: no XLA for replicas on logical CPU devices (XLA cannot place variables "
+            "across them)")
+        jit_compile = False
+    with strategy.scope():
+        _compile(model, training, steps * training["epochs"], jit_compile)
+    _build_for_strategy(model, strategy, train, batch_size)
     tensorboard = training["tensorboard"]
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         log("note: tensorboard is not installed, so no tensorboard/ logs (pip install "
@@ -377,10 +497,13 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
                                   time_budget=training.get("time_budget"), clock=clock,
                                   started=budget_started)
     budget = next((c for c in built_in if isinstance(c, TimeBudget)), None)
-    callbacks = built_in + list(extra_callbacks)
-    compiled = "XLA" if training["jit_compile"] else "no XLA"
+    callbacks = [*built_in[:1], _RandomState(os.path.join(work, BACKUP_DIR)), *built_in[1:],
+                 *extra_callbacks]
+    compiled = "XLA" if jit_compile else "no XLA"
     limit = f", at most {budget.seconds:g}s in all" if budget else ""
-    log(f"training: {training['epochs']} epochs of {steps} steps (batch {batch_size}), "
+    replicas = strategy.num_replicas_in_sync
+    split = f", {batch_size // replicas} per replica" if replicas > 1 else ""
+    log(f"training: {training['epochs']} epochs of {steps} steps (batch {batch_size}{split}), "
         f"{training['precision']}, {compiled}{limit}")
     started = time.perf_counter()
     history = None
@@ -398,6 +521,7 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
             dataset,
             validation_data=validation,
             epochs=training["epochs"],
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=_auto_verbose() if verbose == "auto" else verbose,
             shuffle=False,
