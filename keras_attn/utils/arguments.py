@@ -325,7 +325,7 @@ def check_ids_in_range(name, ids, size, what="the vocabulary size"):
         return ids
     low, high = values.min(), values.max()
     if low < 0 or high >= size:
-        bad = values < 0 if low < 0 else values >= size
+        bad = (values < 0) | (values >= size)
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ArgumentError.of(
             name, f"ids in [0, {size}) ({what})", ids,

@@ -422,7 +422,9 @@ def test_a_broken_preset_names_its_file(saved_preset, tmp_path, edit, file, mess
         assert str(path / file) in str(error.value)
 
 
-def test_an_intact_preset_and_one_with_another_dropout_load(saved_preset, tmp_path, small_generator):
+def test_an_intact_preset_and_one_with_another_dropout_load(
+    saved_preset, tmp_path, small_generator
+):
     ids = _prompt_buffer()[0]
     expected = logits_of(small_generator, ids)
     np.testing.assert_allclose(logits_of(Generator.from_preset(str(saved_preset)), ids), expected)
