@@ -345,10 +345,33 @@ class MultiHeadAttention(keras.layers.Layer):
                     f"{tuple(key_shape)}"
                 )
 
+    def _check_feature_widths(self, query, value, key):
+        """Raises unless each input has the feature width the layer was built
+        with (a different width would be contracted with kernels of another
+        size: an einsum error, or a silently wrong shape)."""
+        widths = getattr(self, "_built_widths", None)
+        if not widths:
+            return
+        for name, tensor in (("query", query), ("value", value), ("key", key)):
+            if tensor is None or widths[name] is None:
+                continue
+            got = tensor.shape[-1]
+            if got is not None and got != widths[name]:
+                raise ValueError(
+                    f"`{name}` must have {widths[name]} features (its last axis), the width "
+                    f"this layer was built with. Received: {name} with shape "
+                    f"{tuple(tensor.shape)} ({got} features). Build a new layer for inputs "
+                    "of another width."
+                )
+
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
         key_shape = value_shape if key_shape is None else key_shape
         self._check_input_shapes(query_shape, value_shape, key_shape)
+        # The projections' kernels fix each input's feature width.
+        self._built_widths = {
+            "query": query_shape[-1], "value": value_shape[-1], "key": key_shape[-1]
+        }
         rank = len(query_shape)
         self._resolved_axes = self._resolve_attention_axes(rank)
         if self.sliding_window is not None and len(self._resolved_axes) > 1:
@@ -524,6 +547,8 @@ class MultiHeadAttention(keras.layers.Layer):
             None if reading_cache else value.shape,
             None if reading_cache else key.shape,
         )
+        self._check_feature_widths(query, None if reading_cache else value,
+                                   None if reading_cache else key)
         for tensor in {id(t): t for t in (query, value, key) if t is not None}.values():
             # The masks were consumed above; the projections must not apply them again.
             set_keras_mask(tensor, None)

@@ -11,10 +11,12 @@ from keras_attn.layers.feed_forward import ACTIVATIONS
 from keras_attn.layers.normalization import NORMALIZATIONS
 from keras_attn.utils.arguments import (
     check_choice,
+    check_ids_in_range,
     check_positive_int,
     check_positive_number,
     check_rank,
     check_rate,
+    check_same_batch,
 )
 
 
@@ -191,6 +193,16 @@ class Backbone(keras.Model):
 
         `token_ids` is `None` for embedding inputs; `padding_mask` defaults to
         `token_ids != 0` for ids and to `None` (all real) for embeddings.
+
+        Ids must lie in `[0, vocabulary size)` and the padding mask must
+        have the inputs' batch size: checked when the values are known
+        (eager calls), raising a `ValueError` naming `ids_key`. Traced calls
+        (`fit`, `predict`, compiled decoding, exports) skip the value check,
+        so a training step costs nothing more; there an out-of-range id
+        reaches the embedding lookup unchecked (TensorFlow's gather on CPU
+        fails for ids >= the vocabulary size, negative ids or XLA devices
+        read another row), so feed traced calls ids from the model's
+        tokenizer or preprocessor.
         """
         if not isinstance(inputs, dict):
             inputs = {ids_key: inputs}
@@ -211,6 +223,7 @@ class Backbone(keras.Model):
         if token_ids is not None:
             token_ids = ops.convert_to_tensor(token_ids)
             check_rank(ids_key, token_ids.shape, 2, "(batch, time)")
+            check_ids_in_range(ids_key, token_ids, token_embedding.input_dim)
             embeddings = token_embedding(token_ids)
             if padding_mask is None:
                 padding_mask = ops.not_equal(token_ids, 0)
@@ -225,6 +238,10 @@ class Backbone(keras.Model):
         if padding_mask is not None:
             padding_mask = ops.convert_to_tensor(padding_mask)
             check_rank(mask_key, padding_mask.shape, 2, "(batch, time)")
+            check_same_batch([
+                (ids_key if token_ids is not None else embeddings_key, embeddings.shape),
+                (mask_key, padding_mask.shape),
+            ])
             if padding_mask.shape[1] not in (None, embeddings.shape[1]):
                 raise ValueError(
                     f"`{mask_key}` must have shape (batch, {embeddings.shape[1]}), one entry "

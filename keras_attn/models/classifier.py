@@ -278,10 +278,17 @@ class Classifier(Task):
         Returns:
             `(labels, probabilities)`: a list of label names (or ids) and a
             float32 array `(len(texts), num_classes)`.
+
+        Texts (with their pairs) longer than the model's `sequence_length`
+        are cut to fit, with a warning; `last_truncation` holds the
+        `TruncationReport` of the call.
         """
         columns = self._text_columns(texts, text_pairs)
         if columns[0].shape[0] == 0:
             return [], np.zeros((0, self.num_classes), "float32")
+        self.last_truncation = report_truncation(
+            self.preprocessor.count_truncated(*columns), "texts"
+        )
         logits = self.predict(self.preprocessor(*columns), batch_size=batch_size, verbose=0)
         probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
         ids = probabilities.argmax(-1)
@@ -456,7 +463,7 @@ class MaskedLanguageModel(Task):
             for name, value in self.preprocessor.fill_mask_inputs(texts).items()
         }
         return encoder_text_inputs(
-            self.tokenizer, inputs, self.preprocessor.count_truncated(texts)
+            self.tokenizer, inputs, self.preprocessor.fill_mask_truncated(texts)
         )
 
     def make_dataset(self, texts, batch_size=32, num_maskings=1, shuffle=True, seed=0):
@@ -513,9 +520,17 @@ class MaskedLanguageModel(Task):
             `(filled_texts, candidates)`: each text with its masks replaced
             by the likeliest tokens, and per text, per mask, the `top_k`
             `(token, probability)` pairs, likeliest first.
+
+        Texts longer than the model's `sequence_length` are cut to fit (a
+        `[MASK]` cut off is not filled), with a warning; `last_truncation`
+        holds the `TruncationReport` of the call.
         """
         top_k = check_positive_int("top_k", top_k)
-        inputs = self.preprocessor.fill_mask_inputs(text_column("texts", texts))
+        texts = text_column("texts", texts)
+        self.last_truncation = report_truncation(
+            self.preprocessor.fill_mask_truncated(texts), "texts"
+        )
+        inputs = self.preprocessor.fill_mask_inputs(texts)
         filled, is_mask, probabilities = self._fill(inputs)
         filled_texts = [
             text.decode("utf-8", errors="replace")

@@ -19,6 +19,7 @@ from keras_attn.models.backbone import (
 )
 from keras_attn.utils.arguments import (
     check_choice,
+    check_ids_in_range,
     check_positive_int,
     check_positive_number,
     check_rank,
@@ -261,6 +262,7 @@ class DecoderBackbone(Backbone):
             hidden states are after the final norm, as `sequence_output`.
         """
         check_rank("token_ids", token_ids.shape, 2, "(batch, new_tokens)")
+        check_ids_in_range("token_ids", token_ids, self.vocabulary_size)
         x = self.embedding.add_positions(self.token_embedding(token_ids), start_index=index)
         # The new tokens' padding masks them as queries; the cache slots are
         # keys, masked by causality.

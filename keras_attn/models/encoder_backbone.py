@@ -18,8 +18,11 @@ from keras_attn.models.backbone import (
 )
 from keras_attn.utils.arguments import (
     check_choice,
+    check_ids_in_range,
     check_non_negative_int,
     check_positive_int,
+    check_rank,
+    check_same_batch,
 )
 
 
@@ -219,6 +222,23 @@ class EncoderBackbone(Backbone):
         x = self.embedding_norm(x)
         return self.embedding_dropout(x, training=training)
 
+    def _check_segment_ids(self, segment_ids, tokens_name, token_shape):
+        """`segment_ids` as a tensor of the tokens' `(batch, time)` with ids
+        in `[0, num_segments)` (values checked when known, as token ids)."""
+        segment_ids = ops.convert_to_tensor(segment_ids)
+        check_rank("segment_ids", segment_ids.shape, 2, "(batch, time)")
+        check_same_batch([(tokens_name, token_shape), ("segment_ids", segment_ids.shape)])
+        if None not in (segment_ids.shape[1], token_shape[1]) and (
+            segment_ids.shape[1] != token_shape[1]
+        ):
+            raise ValueError(
+                f"`segment_ids` must have shape (batch, {token_shape[1]}), one id per token. "
+                f"Received: segment_ids with shape {tuple(segment_ids.shape)}"
+            )
+        if self.segment_embedding is not None:
+            check_ids_in_range("segment_ids", segment_ids, self.num_segments, "`num_segments`")
+        return segment_ids
+
     def call(
         self, inputs, training=None, return_attention_scores=False, head_mask=None,
         attention_multiplier=None, return_block_inputs=False,
@@ -232,6 +252,11 @@ class EncoderBackbone(Backbone):
             allowed=("segment_ids",),
         )
         segment_ids = inputs.get("segment_ids") if isinstance(inputs, dict) else None
+        if segment_ids is not None:
+            tokens_name = "token_ids" if "token_ids" in inputs else "token_embeddings"
+            segment_ids = self._check_segment_ids(
+                segment_ids, tokens_name, token_embeddings.shape
+            )
         head_masks = split_head_mask("head_mask", head_mask, self.head_counts)
         multipliers = split_attention_multiplier(
             "attention_multiplier", attention_multiplier, self.head_counts

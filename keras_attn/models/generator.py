@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_attn.generation import sample
+from keras_attn.generation.decoding import check_prompts
 from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.generation.sampling import check_sampling_options
 from keras_attn.models import serving
@@ -37,6 +38,7 @@ from keras_attn.preprocessors import (
 )
 from keras_attn.training.metrics import Perplexity
 from keras_attn.utils.arguments import (
+    check_ids_in_range,
     check_non_negative_int,
     check_positive_int,
     check_same_length,
@@ -330,7 +332,24 @@ class Generator(Task):
         Returns:
             int `(batch, length)`: prompts followed by generated tokens, then
             0 after a stop token.
+
+        Raises:
+            ValueError: for buffers of another rank or shape than
+                `(batch, length)` with `length <= sequence_length`, a
+                `prompt_mask` row with no prompt token (decoding starts from
+                the last prompt token: at least `[BOS]`) or not a prefix, or
+                ids outside `[0, vocabulary_size)`. The values are checked
+                when known (NumPy or eager inputs); this method is the
+                boundary, the compiled loop inside checks nothing.
         """
+        token_ids, prompt_mask, _ = check_prompts(token_ids, prompt_mask, 0)
+        length = self.backbone.sequence_length
+        if token_ids.shape[1] is not None and token_ids.shape[1] > length:
+            raise ValueError(
+                f"`token_ids` must have at most sequence_length ({length}) positions. "
+                f"Received: token_ids with shape {tuple(token_ids.shape)}"
+            )
+        check_ids_in_range("token_ids", token_ids, self.backbone.vocabulary_size)
         temperature, top_k, top_p = check_sampling_options(temperature, top_k, top_p)
         no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
             no_repeat_ngram_size, repetition_penalty
@@ -342,8 +361,8 @@ class Generator(Task):
         if "decode" not in functions:
             functions["decode"] = compiled(self._decode)
         return functions["decode"](
-            ops.convert_to_tensor(token_ids, "int32"),
-            ops.convert_to_tensor(prompt_mask, "bool"),
+            token_ids,
+            prompt_mask,
             ops.convert_to_tensor(temperature, "float32"),
             ops.convert_to_tensor(top_k, "int32"),
             ops.convert_to_tensor(top_p, "float32"),

@@ -1,6 +1,7 @@
 """Encoder-decoder Transformer for sequence-to-sequence tasks (translation)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_attn.layers.normalization import make_normalization
@@ -18,8 +19,10 @@ from keras_attn.models.backbone import (
 )
 from keras_attn.utils.arguments import (
     check_choice,
+    check_ids_in_range,
     check_positive_int,
     check_rank,
+    check_same_batch,
 )
 
 HEAD_GROUPS = ("encoder", "decoder", "cross_attention")
@@ -479,6 +482,10 @@ class Seq2SeqBackbone(Backbone):
         # Unknown keys are reported by the side they were routed to.
         source = {k: v for k, v in inputs.items() if k.startswith("source_")}
         target = {k: v for k, v in inputs.items() if not k.startswith("source_")}
+        # The two sides meet in cross-attention: one batch size for all inputs.
+        check_same_batch([
+            (name, None if value is None else np.shape(value)) for name, value in inputs.items()
+        ])
         encoder_inputs = [] if return_block_inputs else None
         decoder_inputs = [] if return_block_inputs else None
         encoder_outputs, source_mask, encoder_scores = self._run_encoder(
@@ -560,6 +567,7 @@ class Seq2SeqBackbone(Backbone):
             `decoder_sequence_output`.
         """
         check_rank("target_ids", target_ids.shape, 2, "(batch, new_tokens)")
+        check_ids_in_range("target_ids", target_ids, self.target_vocabulary_size)
         x = self.target_embedding.add_positions(
             self.target_token_embedding(target_ids), start_index=index
         )

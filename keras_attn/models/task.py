@@ -379,7 +379,9 @@ class Task(keras.Model):
                 "keras_attn_version": __version__,
             }
             write_json_atomically(os.path.join(directory, PRESET_CONFIG_FILE), config)
-            self.save_weights(os.path.join(directory, PRESET_WEIGHTS_FILE))
+            weights_path = os.path.join(directory, PRESET_WEIGHTS_FILE)
+            self.save_weights(weights_path)
+            _stamp_architecture(weights_path, self.backbone)
             for name in self.tokenizer_names:
                 tokenizer = getattr(self, name)
                 tokenizer.save(os.path.join(directory, PRESET_TOKENIZER_DIR, name))
@@ -388,24 +390,133 @@ class Task(keras.Model):
 
     @classmethod
     def _load_preset_directory(cls, path):
+        """The model saved in preset directory `path`.
+
+        Raises a `ValueError` naming the file at fault: a missing, empty or
+        cut `config.json` (with the line and column where the JSON breaks)
+        or one that does not describe this task; a missing, empty or cut
+        `model.weights.h5`; a config whose architecture differs from the one
+        the weights were saved with (naming each setting, e.g.
+        `source_length`: 32 in config.json, 16 in the weights), or weights
+        that do not fit the config's model.
+        """
         config_path = os.path.join(path, PRESET_CONFIG_FILE)
+        weights_path = os.path.join(path, PRESET_WEIGHTS_FILE)
         if not os.path.isfile(config_path):
             raise ValueError(
                 f"`preset` directory {path!r} has no {PRESET_CONFIG_FILE}; expected a "
                 "directory written by save_to_preset()"
             )
-        with open(config_path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = _read_preset_config(config_path)
         expected = keras.saving.get_registered_name(cls)
         if saved.get("task") != expected:
             raise ValueError(
                 f"`preset` directory {path!r} holds a {saved.get('task')!r} model, "
                 f"not a {expected!r}"
             )
+        if not os.path.isfile(weights_path):
+            raise ValueError(
+                f"`preset` directory {path!r} has no {PRESET_WEIGHTS_FILE}; expected a "
+                "directory written by save_to_preset()"
+            )
+        saved_architecture = _read_architecture_stamp(weights_path)
         config = dict(saved["config"])
         for name in cls.tokenizer_names:
             tokenizer_dir = os.path.join(path, PRESET_TOKENIZER_DIR, name)
             config[name] = Tokenizer.from_directory(tokenizer_dir)
-        model = cls.from_config(config)
-        model.load_weights(os.path.join(path, PRESET_WEIGHTS_FILE))
+        try:
+            model = cls.from_config(config)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"{config_path}: invalid model config: {error}") from error
+        if saved_architecture is not None:
+            _check_architecture(config_path, weights_path, model.backbone, saved_architecture)
+        try:
+            model.load_weights(weights_path)
+        except (ValueError, OSError, KeyError) as error:
+            raise ValueError(
+                f"{weights_path}: the weights do not fit the model {config_path} describes "
+                f"(was one of the files edited or replaced?): {error}"
+            ) from error
         return model
+
+
+# The HDF5 attribute of a preset's weights file holding the backbone
+# architecture they were saved with, so a config edited later is caught.
+_ARCHITECTURE_ATTRIBUTE = "keras_attn_architecture"
+# Backbone settings that may change without changing the weights' meaning.
+_FREE_SETTINGS = ("dropout",)
+
+
+def _architecture(backbone):
+    return {
+        key: getattr(backbone, key)
+        for key in backbone.config_keys
+        if key not in _FREE_SETTINGS
+    }
+
+
+def _stamp_architecture(weights_path, backbone):
+    import h5py  # Keras' own weights-file dependency.
+
+    with h5py.File(weights_path, "a") as weights:
+        weights.attrs[_ARCHITECTURE_ATTRIBUTE] = json.dumps(_architecture(backbone))
+
+
+def _read_preset_config(config_path):
+    """The parsed `config.json`, or a `ValueError` naming the file."""
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{config_path}, line {error.lineno} column {error.colno}: not valid JSON "
+            f"({error.msg}); the file may be cut short or edited by hand"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{config_path}: not UTF-8 text ({error})") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise ValueError(
+            f"{config_path}: expected a JSON object with \"task\" and \"config\" keys, as "
+            f"save_to_preset() writes. Received: {str(saved)[:80]}"
+        )
+    return saved
+
+
+def _read_architecture_stamp(weights_path):
+    """The architecture stamped into the weights file (`None` for files
+    saved before stamps existed); a `ValueError` naming the file when it is
+    not a readable HDF5 file."""
+    import h5py  # Keras' own weights-file dependency.
+
+    try:
+        with h5py.File(weights_path, "r") as weights:
+            stamp = weights.attrs.get(_ARCHITECTURE_ATTRIBUTE)
+    except OSError as error:
+        size = os.path.getsize(weights_path)
+        raise ValueError(
+            f"{weights_path}: not a readable weights file ({size} bytes; empty or cut "
+            f"short?): {error}"
+        ) from error
+    if stamp is None:
+        return None
+    return json.loads(stamp)
+
+
+def _check_architecture(config_path, weights_path, backbone, saved_architecture):
+    """Raises unless the config's backbone is the one the weights were saved
+    with, naming each differing setting."""
+    current = json.loads(json.dumps(_architecture(backbone)))
+    differing = [
+        key for key in sorted(set(current) & set(saved_architecture))
+        if current[key] != saved_architecture[key]
+    ]
+    if differing:
+        settings = "; ".join(
+            f"`{key}`: {current[key]!r} in the config, {saved_architecture[key]!r} in the "
+            "weights"
+            for key in differing
+        )
+        raise ValueError(
+            f"{config_path} does not describe the model whose weights are in {weights_path}: "
+            f"{settings}. Restore the saved values (the weights fix them)"
+        )

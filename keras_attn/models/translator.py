@@ -34,9 +34,11 @@ from keras_attn.preprocessors import (
 from keras_attn.training.metrics import corpus_bleu
 from keras_attn.utils.arguments import (
     check_choice,
+    check_ids_in_range,
     check_number,
     check_number_or_scalar_tensor,
     check_positive_int,
+    check_rank,
     check_same_length,
 )
 from keras_attn.utils.keras_compat import without_keras_mask
@@ -273,6 +275,10 @@ class Translator(Task):
         Returns:
             The translation(s), in the input's form (string or list).
 
+        A text longer than the model's `source_length` (its `[EOS]`
+        included) is cut to fit, with a warning; `last_truncation["texts"]`
+        holds the `TruncationReport` of the call.
+
         Example:
         >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
         ...     num_encoder_layers=1, num_decoder_layers=1)
@@ -283,9 +289,10 @@ class Translator(Task):
         """
         single = isinstance(texts, str)
         check_repetition_controls(no_repeat_ngram_size, repetition_penalty)
-        source_ids, _ = self.encode_sources([texts] if single else texts)
+        source_ids, truncated = self.encode_sources([texts] if single else texts)
         if len(source_ids) == 0:
             return []
+        self.last_truncation = {"texts": report_truncation(truncated, "texts")}
         output = self.translate_ids(
             source_ids,
             beam_width,
@@ -323,7 +330,13 @@ class Translator(Task):
         `[EOS]` and padding. One compiled function per search, beam width and
         buffer length; the length penalty and the repetition controls are
         tensor inputs (changing them does not recompile).
+
+        `source_ids` must be int `(batch, source_length)` with ids in
+        `[0, source_vocabulary_size)`, else a `ValueError` (the values are
+        checked when known: NumPy or eager inputs; the compiled loop inside
+        checks nothing).
         """
+        source_ids = self._check_source_ids(source_ids)
         beam_width = check_positive_int("beam_width", beam_width)
         vocabulary_size = self.backbone.target_vocabulary_size
         if beam_width > vocabulary_size:
@@ -356,11 +369,30 @@ class Translator(Task):
                 lambda s, p, n, r: self._decode(s, p, search, beam_width, max_length + 1, n, r)
             )
         return self._untracked.functions[key](
-            ops.convert_to_tensor(source_ids, "int32"),
+            source_ids,
             ops.convert_to_tensor(length_penalty, "float32"),
             ops.convert_to_tensor(no_repeat_ngram_size, "int32"),
             ops.convert_to_tensor(repetition_penalty, "float32"),
         )
+
+    def _check_source_ids(self, source_ids):
+        """`source_ids` as int32 `(batch, source_length)` with ids in range."""
+        source_ids = ops.convert_to_tensor(source_ids)
+        check_rank("source_ids", source_ids.shape, 2, "(batch, source_length)")
+        if "int" not in keras.backend.standardize_dtype(source_ids.dtype):
+            raise ValueError(
+                "`source_ids` must hold integer token ids. Received: source_ids with dtype "
+                f"{keras.backend.standardize_dtype(source_ids.dtype)}"
+            )
+        length = self.backbone.source_length
+        if source_ids.shape[1] not in (None, length):
+            raise ValueError(
+                f"`source_ids` must have shape (batch, source_length={length}), right-padded "
+                f"with {self.source_tokenizer.pad_id} as `encode_sources` makes them. Received: "
+                f"source_ids with shape {tuple(source_ids.shape)}"
+            )
+        check_ids_in_range("source_ids", source_ids, self.backbone.source_vocabulary_size)
+        return ops.cast(source_ids, "int32")
 
     # ------------------------------------------------------------ evaluation
 

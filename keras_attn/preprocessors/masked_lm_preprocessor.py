@@ -97,6 +97,10 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
         return self._graph("masked", self._masked_examples, texts, tf.cast(seed, tf.int64))
 
     def _fill_mask_inputs(self, texts):
+        return self._pack_single(self._fill_mask_ids(texts))[0]
+
+    def _fill_mask_ids(self, texts):
+        """Ragged ids of texts whose literal `[MASK]`s become mask ids."""
         tokenizer = self.tokenizer
         # Tokenize the text between literal [MASK]s, then put mask ids back
         # between the pieces.
@@ -115,12 +119,20 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
                                 piece_ids.dtype)],
             axis=1,
         )
-        ids = tf.RaggedTensor.from_row_splits(piece_ids, pieces.row_splits).merge_dims(1, 2)
-        return self._pack_single(ids)[0]
+        return tf.RaggedTensor.from_row_splits(piece_ids, pieces.row_splits).merge_dims(1, 2)
 
     def fill_mask_inputs(self, texts):
         """Encoder inputs of texts whose literal `[MASK]`s become mask ids."""
         return self._graph("fill_mask", self._fill_mask_inputs, texts)
+
+    def fill_mask_truncated(self, texts):
+        """Tokens `fill_mask_inputs` cuts from each text (a literal `[MASK]`
+        counts as one token): int32 numpy `(batch,)`."""
+        return self._graph(
+            "fill_mask_truncated",
+            lambda batch: self._pack_single(self._fill_mask_ids(batch))[1],
+            texts,
+        ).numpy()
 
     def detokenize(self, ids):
         """`tf.string` `(batch,)` of ragged or dense ids."""

@@ -301,3 +301,65 @@ def check_same_length(name, value, other_name, other):
             f"`{name}` and `{other_name}` must have the same length. "
             f"Received: {len(value)} {name} and {len(other)} {other_name}"
         )
+
+
+def check_ids_in_range(name, ids, size, what="the vocabulary size"):
+    """Raises unless every token (or segment) id in `ids` is in `[0, size)`.
+
+    Checked when the values are known (Python, NumPy, eager tensors); a
+    symbolic tensor (traced by `fit`, `predict`, a `tf.function` or an
+    export) is returned unchecked, so compiled steps pay nothing: there an
+    id out of range is not caught (see the callers' docstrings).
+
+    Args:
+        name: the argument name, used in the message.
+        ids: int ids, any shape.
+        size: the exclusive upper bound (e.g. the vocabulary size).
+        what: what `size` is, for the message.
+
+    Returns:
+        `ids`, unchanged.
+    """
+    values = concrete_value(ids)
+    if values is None or values.size == 0:
+        return ids
+    low, high = values.min(), values.max()
+    if low < 0 or high >= size:
+        bad = (values < 0) | (values >= size)
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ArgumentError.of(
+            name, f"ids in [0, {size}) ({what})", ids,
+            received=(
+                f"{name} with values from {low} to {high}; first out of range: "
+                f"{values[where]} at position {where}"
+            ),
+            verb="hold",
+        )
+    return ids
+
+
+def check_same_batch(named_shapes):
+    """Raises unless the given inputs have one batch size (axis 0).
+
+    Args:
+        named_shapes: `(name, shape)` pairs; shapes may be `None` (absent
+            input) and axes `None` (unknown while tracing), which are skipped.
+
+    Example:
+    >>> check_same_batch([("token_ids", (2, 5)), ("padding_mask", (3, 5))])
+    Traceback (most recent call last):
+    ...
+    keras_attn.utils.arguments.ArgumentError: `padding_mask` must have the batch size of \
+`token_ids` (2). Received: padding_mask with shape (3, 5)
+    """
+    known = [(name, tuple(shape)) for name, shape in named_shapes
+             if shape is not None and len(shape) and shape[0] is not None]
+    if not known:
+        return
+    first_name, first_shape = known[0]
+    for name, shape in known[1:]:
+        if shape[0] != first_shape[0]:
+            raise ArgumentError.of(
+                name, f"the batch size of `{first_name}` ({first_shape[0]})", shape,
+                received=f"{name} with shape {shape}", verb="have",
+            )

@@ -899,3 +899,24 @@ def test_enable_lora_matches_keras_sublayer_lora(targets, use_bias, tmp_path):
     ungated(query, query)
     with pytest.raises(ValueError, match="target_names"):
         ungated.enable_lora(2, target_names=("gate",))
+
+
+@pytest.mark.parametrize("name, widths", [
+    ("query", (32, 16, 16)),
+    ("value", (16, 8, 16)),
+    ("key", (16, 16, 24)),
+])
+def test_a_built_layer_refuses_inputs_of_another_feature_width(name, widths):
+    # Before: another query width silently changed the output's batch size.
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    query, value, key = _rand(B, T, D), _rand(B, S, D, seed=1), _rand(B, S, D, seed=2)
+    expected = _np(layer(query, value, key))
+    given = {"query": query, "value": value, "key": key}
+    given = {n: _rand(B, given[n].shape[1], w) for n, w in zip(("query", "value", "key"), widths)}
+    width = widths[("query", "value", "key").index(name)]
+    with pytest.raises(
+        ValueError, match=rf"`{name}` must have {D} features .* \({width} features\)"
+    ):
+        layer(given["query"], given["value"], given["key"])
+    # The refusal leaves the layer as it was.
+    np.testing.assert_allclose(_np(layer(query, value, key)), expected, atol=1e-6)

@@ -257,3 +257,118 @@ def test_bad_backbone_arguments(cls, config, match):
 def test_wrong_input_rank_names_the_argument():
     with pytest.raises(ValueError, match="`token_ids` must have rank 2"):
         DecoderBackbone(**TINY_DECODER)(np.ones((2, 3, 4), "int32"))
+
+
+# ----------------------------------------------------------- bad inputs
+
+
+def _small_backbones():
+    return {
+        "decoder": DecoderBackbone(**{**TINY_DECODER, "num_layers": 1}),
+        "encoder": EncoderBackbone(**{**TINY_ENCODER, "num_layers": 1}),
+        "seq2seq": Seq2SeqBackbone(
+            **{**TINY_SEQ2SEQ, "num_encoder_layers": 1, "num_decoder_layers": 1}
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def small_backbones():
+    return _small_backbones()
+
+
+def _with_id(kind, key, value):
+    """Valid inputs of backbone `kind` with one id of `key` set to `value`."""
+    ids = _ids(2, 6)
+    bad = ids.copy()
+    bad[1, 3] = value
+    if kind == "seq2seq":
+        inputs = {"source_ids": ids, "target_ids": ids}
+        inputs[key] = bad
+        return inputs
+    return {"token_ids": bad}
+
+
+@pytest.mark.parametrize("kind, key", [
+    ("decoder", "token_ids"), ("encoder", "token_ids"),
+    ("seq2seq", "source_ids"), ("seq2seq", "target_ids"),
+])
+@pytest.mark.parametrize("value", [-1, 40, 1000])
+def test_ids_out_of_the_vocabulary_are_refused(small_backbones, kind, key, value):
+    # Before: >= vocabulary raised a raw GatherV2 error, negative ids read the last row.
+    with pytest.raises(ValueError, match=rf"`{key}` must hold ids in \[0, 40\).*first out of "
+                                         rf"range: {value} at position \(1, 3\)"):
+        small_backbones[kind](_with_id(kind, key, value))
+
+
+def test_cached_decoding_calls_refuse_ids_out_of_range(small_backbones):
+    decoder, seq2seq = small_backbones["decoder"], small_backbones["seq2seq"]
+    with pytest.raises(ValueError, match=r"`token_ids` must hold ids in \[0, 40\)"):
+        decoder.call_with_cache(np.array([[3, 40]], "int32"), decoder.empty_caches(1), 0)
+    encoded, source_mask = seq2seq.encode(_ids(1, 4))
+    with pytest.raises(ValueError, match=r"`target_ids` must hold ids in \[0, 40\)"):
+        seq2seq.decode_with_cache(
+            np.array([[-2]], "int32"), seq2seq.empty_caches(1),
+            seq2seq.cross_attention_caches(encoded), source_mask, 0,
+        )
+
+
+@pytest.mark.parametrize("value", [-1, 2, 7])
+def test_segment_ids_out_of_range_are_refused(small_backbones, value):
+    segments = np.zeros((2, 6), "int32")
+    segments[0, 2] = value
+    with pytest.raises(ValueError, match=r"`segment_ids` must hold ids in \[0, 2\) "
+                                         r"\(`num_segments`\)"):
+        small_backbones["encoder"]({"token_ids": _ids(2, 6), "segment_ids": segments})
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((3, 6), r"`segment_ids` must have the batch size of `token_ids` \(2\)"),
+    ((2, 5), r"`segment_ids` must have shape \(batch, 6\)"),
+    ((2, 6, 1), r"`segment_ids` must have rank 2"),
+])
+def test_segment_ids_of_another_shape_are_refused(small_backbones, shape, message):
+    # Before: a raw [Op:AddV2] error (batch) or a broadcast (time).
+    with pytest.raises(ValueError, match=message):
+        small_backbones["encoder"](
+            {"token_ids": _ids(2, 6), "segment_ids": np.zeros(shape, "int32")}
+        )
+
+
+@pytest.mark.parametrize("kind, inputs, message", [
+    ("decoder", {"token_ids": _ids(2, 6), "padding_mask": np.ones((3, 6), bool)},
+     r"`padding_mask` must have the batch size of `token_ids` \(2\)"),
+    ("encoder", {"token_ids": _ids(2, 6), "padding_mask": np.ones((1, 6), bool)},
+     r"`padding_mask` must have the batch size of `token_ids` \(2\)"),
+    ("decoder", {"token_embeddings": np.zeros((2, 6, 16), "float32"),
+                 "padding_mask": np.ones((4, 6), bool)},
+     r"`padding_mask` must have the batch size of `token_embeddings` \(2\)"),
+    ("seq2seq", {"source_ids": _ids(2, 6), "target_ids": _ids(3, 4)},
+     r"`target_ids` must have the batch size of `source_ids` \(2\)"),
+    ("seq2seq", {"source_ids": _ids(2, 6), "target_ids": _ids(2, 4),
+                 "target_padding_mask": np.ones((1, 4), bool)},
+     r"`target_padding_mask` must have the batch size of `source_ids` \(2\)"),
+])
+def test_batch_size_mismatches_are_refused_by_name(small_backbones, kind, inputs, message):
+    # Before: raw InvalidArgumentErrors from inside attention ([Op:LogicalAnd]).
+    with pytest.raises(ValueError, match=message):
+        small_backbones[kind](inputs)
+
+
+def test_traced_calls_skip_the_value_checks_and_match_eager_calls(small_backbones):
+    # The checks read values only when known: compiled functions and symbolic
+    # Keras inputs trace as before, and give the eager outputs for valid ids.
+    decoder = small_backbones["decoder"]
+    ids = _ids(2, 6)
+    eager = _np(decoder(ids)["sequence_output"])
+    traced = tf.function(lambda x: decoder(x)["sequence_output"], jit_compile=True)
+    np.testing.assert_allclose(_np(traced(tf.constant(ids))), eager, atol=1e-5)
+    # A None batch axis while tracing: the batch check compares known axes only.
+    flexible = tf.function(
+        lambda x, m: decoder({"token_ids": x, "padding_mask": m})["sequence_output"],
+        input_signature=[tf.TensorSpec((None, 6), tf.int32), tf.TensorSpec((None, 6), tf.bool)],
+    )
+    np.testing.assert_allclose(_np(flexible(ids, ids != 0)), eager, atol=1e-5)
+    symbolic = keras.Input((6,), dtype="int32")
+    functional = keras.Model(symbolic, decoder(symbolic)["sequence_output"])
+    np.testing.assert_allclose(_np(functional(ids)), eager, atol=1e-5)

@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -234,3 +237,72 @@ def test_classifier_takes_token_embeddings_in_place_of_ids(tokenizer, pooling):
         keras.ops.convert_to_numpy(classifier(inputs)),
         atol=1e-6,
     )
+
+
+# ----------------------------------------------------------- bad inputs
+
+
+@pytest.fixture(scope="module")
+def small_classifier():
+    return Classifier.from_preset("tiny", num_classes=2, num_layers=1, sequence_length=16)
+
+
+def test_classify_warns_about_and_records_truncated_texts(small_classifier):
+    # 20 bytes + [CLS] and [SEP] in 16 positions: 6 tokens cut.
+    with pytest.warns(UserWarning, match=r"texts: 1 of 2 rows \(50.0%\) truncated, 6 tokens"):
+        small_classifier.classify(["short", "x" * 20])
+    report = small_classifier.last_truncation
+    assert (report.rows, report.rows_truncated, report.tokens_dropped) == (2, 1, 6)
+    with pytest.warns(UserWarning, match=r"texts: 1 of 2 rows .* 4 tokens dropped"):
+        # 10 + 7 + 3 special tokens in 16 positions.
+        small_classifier.classify(["x" * 10, "a"], text_pairs=["y" * 7, "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_classifier.classify(["x" * 14, "a"])
+    assert small_classifier.last_truncation.rows_truncated == 0
+
+
+def test_fill_mask_warns_about_truncation_counting_a_mask_as_one_token():
+    model = MaskedLanguageModel.from_preset("tiny", num_layers=1, sequence_length=16)
+    # 13 bytes and one [MASK]: 14 tokens + [CLS] [SEP] fit exactly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fill_mask(["abcdef[MASK]ghijklm"], top_k=1)
+    assert model.last_truncation.rows_truncated == 0
+    with pytest.warns(UserWarning, match=r"texts: 1 of 1 rows .* 3 tokens dropped"):
+        model.fill_mask(["abcdef[MASK]ghijklmnop"], top_k=1)
+    assert model.last_truncation.tokens_dropped == 3
+    batch = model.texts_to_inputs(["abcdef[MASK]ghijklmnop"])
+    assert batch.truncated["tokens"].tolist() == [3]
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (lambda ids: {"token_ids": ids, "segment_ids": np.zeros((3, 6), "int32"),
+                  "padding_mask": ids != 0},
+     r"`segment_ids` must have the batch size of `token_ids` \(2\)"),
+    (lambda ids: {"token_ids": ids, "segment_ids": np.zeros_like(ids),
+                  "padding_mask": np.ones((1, 6), bool)},
+     r"`padding_mask` must have the batch size of `token_ids` \(2\)"),
+    (lambda ids: {"token_ids": ids, "segment_ids": np.full_like(ids, 2),
+                  "padding_mask": ids != 0},
+     r"`segment_ids` must hold ids in \[0, 2\)"),
+    (lambda ids: {"token_ids": ids + 1000, "segment_ids": np.zeros_like(ids),
+                  "padding_mask": ids != 0},
+     r"`token_ids` must hold ids in \[0, 263\)"),
+])
+def test_classifier_calls_refuse_mismatched_or_out_of_range_inputs(small_classifier, inputs,
+                                                                   message):
+    ids = np.full((2, 6), 70, "int32")
+    with pytest.raises(ValueError, match=message):
+        small_classifier(inputs(ids))
+
+
+def test_a_preset_whose_config_changes_sequence_length_is_refused(small_classifier, tmp_path):
+    path = tmp_path / "preset"
+    small_classifier.save_to_preset(str(path))
+    config = json.loads((path / "config.json").read_text())
+    config["config"]["backbone"]["config"]["sequence_length"] = 24
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json does not describe the model whose weights "
+                                         r"are in .*`sequence_length`: 24 in the config, 16"):
+        Classifier.from_preset(str(path))

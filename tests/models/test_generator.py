@@ -1,3 +1,4 @@
+import json
 import os
 import warnings
 
@@ -296,3 +297,139 @@ def test_out_of_range_sampling_options_are_refused_not_ignored(option, value, me
 def test_an_empty_prompt_list_gives_an_empty_list():
     generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
     assert generator.generate([], max_new_tokens=4) == []
+
+
+@pytest.fixture(scope="module")
+def small_generator():
+    return Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+
+
+def _prompt_buffer(batch=2, length=16, prompt=3):
+    ids = np.zeros((batch, length), "int32")
+    ids[:, :prompt] = [1, 70, 71][:prompt]
+    return ids, ids != 0
+
+
+def test_generate_ids_refuses_a_row_without_prompt_tokens(small_generator):
+    # Before: decoding started at position -1 and overwrote [BOS].
+    ids, mask = _prompt_buffer()
+    mask[1] = False
+    with pytest.raises(ValueError, match=r"Every row of `prompt_mask` needs at least one prompt "
+                                         r"token .* empty row\(s\) \[1\]"):
+        small_generator.generate_ids(ids, mask)
+    # The other rows alone decode, keeping their prompt ([BOS] first).
+    ids[:, 0] = small_generator.tokenizer.bos_id
+    output = np.asarray(small_generator.generate_ids(ids[:1], mask[:1]))
+    np.testing.assert_array_equal(output[0, :3], ids[0, :3])
+
+
+@pytest.mark.parametrize("value", [-3, 263, 10**6])
+def test_generate_ids_refuses_ids_out_of_the_vocabulary(small_generator, value):
+    # Before: the compiled loop answered (XLA clamps gathers) with garbage.
+    ids, mask = _prompt_buffer()
+    ids[0, 1] = value
+    with pytest.raises(ValueError, match=rf"`token_ids` must hold ids in \[0, "
+                                         rf"{small_generator.backbone.vocabulary_size}\)"):
+        small_generator.generate_ids(ids, mask)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda ids, mask: (np.zeros((2, 20), "int32") + 1, np.ones((2, 20), bool)),
+     r"`token_ids` must have at most sequence_length \(16\) positions"),
+    (lambda ids, mask: (ids, mask[:, :8]), "`prompt_mask` must have the shape of `token_ids`"),
+    (lambda ids, mask: (ids, np.roll(mask, 2, axis=1)),
+     r"`prompt_mask` must be True on a prefix of each row"),
+    (lambda ids, mask: (ids[0], mask[0]), "`token_ids` must have rank 2"),
+    (lambda ids, mask: (ids.astype("float32"), mask), "`token_ids` must hold integer token ids"),
+])
+def test_generate_ids_refuses_malformed_buffers(small_generator, change, message):
+    with pytest.raises(ValueError, match=message):
+        small_generator.generate_ids(*change(*_prompt_buffer()))
+
+
+# ------------------------------------------------------ broken presets
+
+
+@pytest.fixture(scope="module")
+def saved_preset(small_generator, tmp_path_factory):
+    path = tmp_path_factory.mktemp("presets") / "generator"
+    small_generator.save_to_preset(str(path))
+    return path
+
+
+def _broken_copy(saved_preset, tmp_path, edit):
+    import shutil
+
+    path = tmp_path / "broken"
+    shutil.copytree(saved_preset, path)
+    edit(path)
+    return path
+
+
+def _cut(name, keep):
+    def edit(path):
+        data = (path / name).read_bytes()
+        (path / name).write_bytes(data[: keep(len(data))])
+    return edit
+
+
+def _edit_backbone(**changes):
+    def edit(path):
+        config = json.loads((path / "config.json").read_text())
+        config["config"]["backbone"]["config"].update(changes)
+        (path / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+def _unstamped(edit):
+    """As a preset written before weights files named their architecture."""
+    def unstamp(path):
+        import h5py
+
+        with h5py.File(path / "model.weights.h5", "a") as weights:
+            del weights.attrs["keras_attn_architecture"]
+        edit(path)
+    return unstamp
+
+
+@pytest.mark.parametrize("edit, file, message", [
+    (_cut("model.weights.h5", lambda n: 0), "model.weights.h5",
+     r"not a readable weights file \(0 bytes; empty or cut short\?\)"),
+    (_cut("model.weights.h5", lambda n: n // 2), "model.weights.h5",
+     r"not a readable weights file \(\d+ bytes; empty or cut short\?\)"),
+    (_cut("config.json", lambda n: n // 2), "config.json",
+     r", line \d+ column \d+: not valid JSON"),
+    (_cut("config.json", lambda n: 0), "config.json", r"line 1 column 1: not valid JSON"),
+    (lambda path: (path / "config.json").write_text("[1, 2]"), "config.json",
+     r'expected a JSON object with "task" and "config" keys'),
+    (lambda path: (path / "model.weights.h5").unlink(), None, r"has no model.weights.h5"),
+    (_edit_backbone(hidden_dim=32), "config.json",
+     r"`hidden_dim`: 32 in the config, 64 in the weights"),
+    (_edit_backbone(sequence_length=32, num_layers=2), "config.json",
+     r"`num_layers`: 2 in the config, 1 in the weights; `sequence_length`: 32 in the config, "
+     r"16 in the weights"),
+    (_edit_backbone(hidden_dim="wide"), "config.json", r"invalid model config: `hidden_dim`"),
+    (_unstamped(_edit_backbone(num_layers=2)), "model.weights.h5",
+     r"the weights do not fit the model .*config.json describes"),
+])
+def test_a_broken_preset_names_its_file(saved_preset, tmp_path, edit, file, message):
+    # Before: h5py / JSON text without the file's path, "expected 2 variables,
+    # received 0", or (sequence_length) a model that loaded and answered wrongly.
+    path = _broken_copy(saved_preset, tmp_path, edit)
+    with pytest.raises(ValueError, match=message) as error:
+        Generator.from_preset(str(path))
+    if file is not None:
+        assert str(path / file) in str(error.value)
+
+
+def test_an_intact_preset_and_one_with_another_dropout_load(
+    saved_preset, tmp_path, small_generator
+):
+    ids = _prompt_buffer()[0]
+    expected = logits_of(small_generator, ids)
+    np.testing.assert_allclose(logits_of(Generator.from_preset(str(saved_preset)), ids), expected)
+    # Dropout does not change what the weights mean: it may be edited.
+    path = _broken_copy(saved_preset, tmp_path, _edit_backbone(dropout=0.2))
+    edited = Generator.from_preset(str(path))
+    assert edited.backbone.dropout == 0.2
+    np.testing.assert_allclose(logits_of(edited, ids), expected)

@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -174,3 +177,56 @@ def test_translate_refuses_nan_penalty_zero_length_and_too_many_beams():
     with pytest.raises(ValueError, match=r"`beam_width` must be at most the target vocabulary"):
         translator.translate(["ab"], beam_width=1000)
     assert translator.translate([]) == []
+
+
+# ----------------------------------------------------------- bad inputs
+
+
+@pytest.fixture(scope="module")
+def small_translator():
+    return Translator.from_preset(
+        "tiny", source_length=16, target_length=8, num_encoder_layers=1, num_decoder_layers=1
+    )
+
+
+@pytest.mark.parametrize("source_ids, message", [
+    (np.ones((2, 5), "int32"), r"`source_ids` must have shape \(batch, source_length=16\)"),
+    (np.ones((2, 20), "int32"), r"`source_ids` must have shape \(batch, source_length=16\)"),
+    (np.ones((16,), "int32"), r"`source_ids` must have rank 2"),
+    (np.ones((2, 16), "float32"), r"`source_ids` must hold integer token ids"),
+    (np.full((2, 16), -1, "int32"), r"`source_ids` must hold ids in \[0, 263\)"),
+    (np.full((2, 16), 263, "int32"), r"`source_ids` must hold ids in \[0, 263\)"),
+])
+@pytest.mark.parametrize("beam_width", [1, 2])
+def test_translate_ids_refuses_wrong_source_buffers(small_translator, source_ids, message,
+                                                    beam_width):
+    # Before: the compiled loop answered for any of these.
+    with pytest.raises(ValueError, match=message):
+        small_translator.translate_ids(source_ids, beam_width=beam_width)
+
+
+def test_translate_warns_about_and_records_truncated_texts(small_translator):
+    with pytest.warns(UserWarning, match=r"texts: 1 of 2 rows \(50.0%\) truncated, 5 tokens "
+                                         r"dropped"):
+        small_translator.translate(["short", "x" * 20])  # 20 bytes + [EOS] in 16 positions
+    report = small_translator.last_truncation["texts"]
+    assert (report.rows, report.rows_truncated, report.tokens_dropped) == (2, 1, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_translator.translate(["x" * 15, "y"])  # fits exactly: no warning
+    assert small_translator.last_truncation["texts"].rows_truncated == 0
+
+
+def test_a_preset_whose_config_changes_source_length_is_refused(small_translator, tmp_path):
+    # Sinusoidal positions have no weights, so before this loaded and answered
+    # with inputs cut at another length than the model was trained with.
+    path = tmp_path / "preset"
+    small_translator.save_to_preset(str(path))
+    config = json.loads((path / "config.json").read_text())
+    config["config"]["backbone"]["config"]["source_length"] = 32
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"`source_length`: 32 in the config, 16 in the weights"
+                       ) as error:
+        Translator.from_preset(str(path))
+    assert str(path / "config.json") in str(error.value)
+    assert str(path / "model.weights.h5") in str(error.value)

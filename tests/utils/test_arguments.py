@@ -11,6 +11,7 @@ from keras_attn.utils.arguments import (
     check_boolean,
     check_choice,
     check_fraction,
+    check_ids_in_range,
     check_list_of_choices,
     check_non_negative_int,
     check_non_negative_number,
@@ -21,6 +22,7 @@ from keras_attn.utils.arguments import (
     check_positive_number,
     check_rank,
     check_rate,
+    check_same_batch,
     check_string,
     check_string_list,
     check_unit_interval,
@@ -227,3 +229,24 @@ def test_numbers_or_scalar_tensors_leave_traced_values_to_the_graph():
 
     assert float(traced(tf.constant(5.0))) == 10.0
     assert len(seen) == 1 and isinstance(seen[0], tf.Tensor)
+
+
+def test_check_ids_in_range_names_the_first_id_out_of_range():
+    ids = np.array([[0, 5, 9], [3, 12, -1]])
+    with pytest.raises(ValueError, match=r"`source_ids` must hold ids in \[0, 10\) \(the "
+                                         r"vocabulary size\). Received: source_ids with values "
+                                         r"from -1 to 12; first out of range: 12 at position "
+                                         r"\(1, 1\)"):
+        check_ids_in_range("source_ids", ids, 10)
+    np.testing.assert_array_equal(check_ids_in_range("ids", ids[:1], 10), ids[:1])
+    # Empty and symbolic ids pass unchecked (nothing to read).
+    check_ids_in_range("ids", np.zeros((0, 3), "int32"), 1)
+    traced = tf.function(lambda x: tf.shape(check_ids_in_range("ids", x, 1)))
+    assert traced(tf.constant([[7]])).numpy().tolist() == [1, 1]
+
+
+def test_check_same_batch_compares_known_batch_axes_only():
+    check_same_batch([("a", (2, 3)), ("b", None), ("c", (None, 3)), ("d", (2,))])
+    with pytest.raises(ValueError, match=r"`d` must have the batch size of `a` \(2\). "
+                                         r"Received: d with shape \(4, 1\)"):
+        check_same_batch([("a", (2, 3)), ("c", (None, 3)), ("d", (4, 1))])
