@@ -11,9 +11,12 @@ matplotlib.use("Agg")  # tutorials write files; no window is opened
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def parse_args(description, default_out):
-    """`args.out` (created) and `args.quick` from the command line."""
+def parse_args(description, default_out, extra_flags=()):
+    """`args.out` (created), `args.quick` and any `extra_flags` (each
+    `(flag, help)`, a switch) from the command line."""
     parser = argparse.ArgumentParser(description=description)
+    for flag, help_text in extra_flags:
+        parser.add_argument(flag, action="store_true", help=help_text)
     parser.add_argument("--out", default=default_out, help="folder for the figures")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes, for a check in seconds")

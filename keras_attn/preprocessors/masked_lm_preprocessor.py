@@ -81,12 +81,16 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
         )
         selected = (tf.random.stateless_uniform(shape, seed) < self.mask_rate) & ~special
         action = tf.random.stateless_uniform(shape, seed + [0, 1])
-        random_tokens = tf.random.stateless_uniform(
-            shape,
-            seed + [0, 2],
-            minval=len(tokenizer.special_ids),
-            maxval=tokenizer.vocabulary_size,
-            dtype=tf.int32,
+        # A random replacement is any token but a special one, wherever the
+        # vocabulary keeps its special tokens (ids 0-6 here, BERT's 0 and
+        # 100-103): draw an index among the others.
+        special_ids = set(tokenizer.special_ids)
+        ordinary = [i for i in range(tokenizer.vocabulary_size) if i not in special_ids]
+        random_tokens = tf.gather(
+            tf.constant(ordinary, tf.int32),
+            tf.random.stateless_uniform(
+                shape, seed + [0, 2], minval=0, maxval=len(ordinary), dtype=tf.int32
+            ),
         )
         labels = tf.where(selected, token_ids, 0)
         masked = tf.where(selected & (action < 0.8), tokenizer.mask_id, token_ids)

@@ -13,15 +13,8 @@ import tensorflow as tf
 
 from keras_attn.tokenizers.inputs import ragged_id_batch, string_batch
 from keras_attn.tokenizers.special_tokens import (
-    BOS_ID,
-    CLS_ID,
-    EOS_ID,
-    MASK_ID,
-    PAD_ID,
-    SEP_ID,
-    SPECIAL_TOKENS,
-    STRUCTURAL_IDS,
-    UNK_ID,
+    DEFAULT_SPECIAL_TOKEN_IDS,
+    STRUCTURAL_ROLES,
 )
 from keras_attn.utils.atomic_files import write_json_atomically
 from keras_attn.utils.untracked import Untracked
@@ -35,10 +28,12 @@ _IDS_SPEC = tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1, row_split
 class Tokenizer(keras.layers.Layer):
     """Base class of keras-attn tokenizers: strings to token ids and back.
 
-    Every tokenizer reserves the same special tokens at the same ids
+    Tokenizers trained here reserve the same special tokens at the same ids
     (`keras_attn.tokenizers.SPECIAL_TOKENS`): `[PAD]`=0, `[UNK]`=1, `[BOS]`=2,
-    `[EOS]`=3, `[SEP]`=4, `[CLS]`=5, `[MASK]`=6, available as `pad_id`,
-    `unk_id`, ... `mask_id` and together as `special_ids`.
+    `[EOS]`=3, `[SEP]`=4, `[CLS]`=5, `[MASK]`=6; a tokenizer converted from
+    a pretrained checkpoint keeps the checkpoint's ids
+    (`special_token_ids`). Either way they are `pad_id`, `unk_id`, ...
+    `mask_id`, and together `special_ids`.
 
     `tokenize` and `detokenize` are TensorFlow graphs: they run eagerly, inside
     `tf.function` and inside `tf.data.Dataset.map`, with the same results (an
@@ -68,35 +63,43 @@ class Tokenizer(keras.layers.Layer):
         self._untracked = Untracked()
         self.built = True
 
-    # Special tokens: the same for every tokenizer.
+    # Special tokens: ids 0-6 unless the vocabulary is a checkpoint's.
+
+    @property
+    def special_token_ids(self):
+        """`{role: id}` for the roles `"pad"`, `"unk"`, `"bos"`, `"eos"`,
+        `"sep"`, `"cls"` and `"mask"`: `0, ..., 6` for tokenizers trained
+        here; a pretrained checkpoint's own ids for tokenizers converted from
+        one (roles may then share an id)."""
+        return DEFAULT_SPECIAL_TOKEN_IDS
 
     @property
     def pad_id(self):
-        return PAD_ID
+        return self.special_token_ids["pad"]
 
     @property
     def unk_id(self):
-        return UNK_ID
+        return self.special_token_ids["unk"]
 
     @property
     def bos_id(self):
-        return BOS_ID
+        return self.special_token_ids["bos"]
 
     @property
     def eos_id(self):
-        return EOS_ID
+        return self.special_token_ids["eos"]
 
     @property
     def sep_id(self):
-        return SEP_ID
+        return self.special_token_ids["sep"]
 
     @property
     def cls_id(self):
-        return CLS_ID
+        return self.special_token_ids["cls"]
 
     @property
     def mask_id(self):
-        return MASK_ID
+        return self.special_token_ids["mask"]
 
     @property
     def has_vocabulary(self):
@@ -104,14 +107,21 @@ class Tokenizer(keras.layers.Layer):
         return True
 
     @property
-    def special_tokens(self):
-        """The special token strings, in id order."""
-        return SPECIAL_TOKENS
+    def special_ids(self):
+        """The distinct special token ids, ascending (`(0, 1, ..., 6)` for
+        tokenizers trained here)."""
+        return tuple(sorted(set(self.special_token_ids.values())))
 
     @property
-    def special_ids(self):
-        """The special token ids, `(0, 1, ..., 6)`."""
-        return tuple(range(len(SPECIAL_TOKENS)))
+    def special_tokens(self):
+        """The special token strings of `special_ids`, in that order."""
+        return tuple(self.id_to_token(i) for i in self.special_ids)
+
+    @property
+    def structural_ids(self):
+        """Ids `detokenize` drops (padding, start, end, separator, class);
+        `[UNK]` and `[MASK]` stand for content and stay."""
+        return tuple(sorted({self.special_token_ids[role] for role in STRUCTURAL_ROLES}))
 
     # Vocabulary: implemented by subclasses.
 
@@ -183,14 +193,16 @@ class Tokenizer(keras.layers.Layer):
         vocabulary_size = self.vocabulary_size
         ids = tf.ragged.map_flat_values(
             lambda values: tf.where(
-                (values >= 0) & (values < vocabulary_size), values, tf.constant(UNK_ID, tf.int32)
+                (values >= 0) & (values < vocabulary_size), values,
+                tf.constant(self.unk_id, tf.int32),
             ),
             ids,
         )
-        before_eos = tf.equal(tf.math.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=1), 0)
+        ends = tf.cast(tf.equal(ids, self.eos_id), tf.int32)
+        before_eos = tf.equal(tf.math.cumsum(ends, axis=1), 0)
         structural = tf.ragged.map_flat_values(
             lambda values: tf.reduce_any(
-                tf.equal(values[:, None], tf.constant(STRUCTURAL_IDS, tf.int32)), axis=1
+                tf.equal(values[:, None], tf.constant(self.structural_ids, tf.int32)), axis=1
             ),
             ids,
         )
