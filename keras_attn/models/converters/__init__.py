@@ -1,0 +1,9 @@
+"""Converting pretrained keras-hub checkpoints into keras-attn models with
+the same numbers: each family's backbone weights and tokenizer."""
+
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_backbone_class,
+    keras_hub_parts,
+)
+
+__all__ = ["check_backbone_class", "keras_hub_parts"]

@@ -1,0 +1,65 @@
+"""Reading a keras-hub checkpoint for conversion: a preset name (keras-hub
+downloads it) or a keras-hub backbone or task already built (offline)."""
+
+import keras_hub
+
+from keras_attn.utils.arguments import ArgumentError
+
+
+def keras_hub_parts(preset_or_model, tokenizer=None):
+    """The keras-hub backbone and tokenizer behind `preset_or_model`.
+
+    Args:
+        preset_or_model: a keras-hub preset name or handle (e.g.
+            `"gpt2_base_en"`, `"hf://..."`, a local preset directory), which
+            keras-hub loads (a download needs the internet); or a built
+            `keras_hub.models.Backbone`, or a `keras_hub.models.Task` (its
+            preprocessor's tokenizer comes along).
+        tokenizer: a keras-hub tokenizer to use instead of the one found
+            (required with a bare backbone, whose vocabulary is elsewhere).
+
+    Returns:
+        `(backbone, tokenizer)`, both keras-hub objects; the tokenizer is
+        `None` when none was given or found.
+    """
+    if isinstance(preset_or_model, str):
+        backbone = _from_preset(keras_hub.models.Backbone, preset_or_model, "backbone")
+        if tokenizer is None:
+            tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer, preset_or_model, "tokenizer")
+        return backbone, tokenizer
+    if isinstance(preset_or_model, keras_hub.models.Backbone):
+        return preset_or_model, tokenizer
+    if isinstance(preset_or_model, keras_hub.models.Task):
+        preprocessor = getattr(preset_or_model, "preprocessor", None)
+        if tokenizer is None and preprocessor is not None:
+            tokenizer = getattr(preprocessor, "tokenizer", None)
+        return preset_or_model.backbone, tokenizer
+    raise ArgumentError.of(
+        "preset_or_model", "a keras-hub preset name, or a keras-hub Backbone or Task",
+        preset_or_model, received=f"preset_or_model of type {type(preset_or_model).__name__}",
+    )
+
+
+def check_backbone_class(backbone, converters, converted_by):
+    """The converter registered for `type(backbone)` in `converters`
+    (`{class name: converter}`); a clear error listing the supported
+    families otherwise."""
+    name = type(backbone).__name__
+    if name not in converters:
+        raise ValueError(
+            f"{converted_by} converts {', '.join(sorted(converters))}. Received a keras-hub "
+            f"{name}, which keras-attn cannot express as this task"
+        )
+    return converters[name]
+
+
+def _from_preset(cls, preset, what):
+    try:
+        return cls.from_preset(preset)
+    except Exception as error:  # noqa: BLE001 - any failure is reported the same way
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OSError(
+            f"keras-hub could not load the {what} of preset {preset!r}: {reason}. A preset name "
+            "is downloaded by keras-hub (this needs the internet); to convert offline, pass a "
+            "keras-hub model already built"
+        ) from error
