@@ -99,7 +99,9 @@ print(f"integrated gradients: sum {attributed.scores['tokens'].sum():.3f} vs "
 figure_rows = [
     ("rollout ([CLS] row)", rollout[0]),
     ("flow ([CLS] row)", flow[0]),
-    ("relevance", relevant.token_scores["tokens"]),
+    # Self-relevance starts as the identity, so [CLS] always holds at least 1
+    # of its own; what the layers added is the rest.
+    ("relevance", relevant.token_scores["tokens"] - np.eye(len(tokens))[0]),
     ("integrated gradients", attributed.scores["tokens"]),
 ]
 for name, scores in figure_rows:
