@@ -31,6 +31,18 @@ def _letters(start, count):
     return string.ascii_lowercase[start : start + count]
 
 
+def _static(length):
+    """A length as a Python int, or None when it is only known at run time."""
+    return length if isinstance(length, int) else None
+
+
+def _length(x, axis):
+    """`x`'s size along `axis`: the static int when known, else a scalar
+    tensor (a batch of variable length traced with a `None` time axis)."""
+    static = x.shape[axis]
+    return static if static is not None else ops.shape(x)[axis]
+
+
 @keras.saving.register_keras_serializable(package="keras_attn")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017).
@@ -599,7 +611,7 @@ class MultiHeadAttention(keras.layers.Layer):
         cache, cache_update_index, positions, attention_multiplier=None,
     ):
         reading_cache = cache is not None and cache_update_index is None
-        query_length = query.shape[1]
+        query_length = _length(query, 1)
         # (B, T, N, key_dim)
         q = self._query_dense(query)
         start_index = 0
@@ -618,7 +630,11 @@ class MultiHeadAttention(keras.layers.Layer):
         if self._rotary is not None:
             q = self._rotary(q, start_index=start_index, positions=positions)
             if not reading_cache:
-                same_length = key.shape[1] == query_length
+                # Self-attention (the same tensor) or lengths known equal;
+                # unknown lengths of different tensors count as different.
+                same_length = key is query or (
+                    key.shape[1] is not None and key.shape[1] == query.shape[1]
+                )
                 k = self._rotary(
                     k,
                     start_index=start_index if same_length else 0,
@@ -637,7 +653,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
         mask = self._sequence_mask(
             query_length,
-            k.shape[1],
+            _length(k, 1),
             start_index,
             query_mask,
             value_mask,
@@ -679,20 +695,20 @@ class MultiHeadAttention(keras.layers.Layer):
         return context
 
     def _explicit_attention(self, q, k, v, mask, bias, training, multiplier=None):
-        batch, query_length = ops.shape(q)[0], q.shape[1]
+        batch, query_length, key_length = ops.shape(q)[0], _length(q, 1), _length(k, 1)
         groups = self.num_heads // self.num_key_value_heads
         q = q * ops.cast(self._inverse_sqrt_key_dim, q.dtype)
         # Query heads are grouped over the key/value head they share:
         # head n uses key/value head n // groups.
         q = ops.reshape(q, (batch, query_length, self.num_key_value_heads, groups, self.key_dim))
         logits = ops.einsum("btkgh,bskh->bkgts", q, k)
-        logits = ops.reshape(logits, (batch, self.num_heads, query_length, k.shape[1]))
+        logits = ops.reshape(logits, (batch, self.num_heads, query_length, key_length))
         weights = self._masked_softmax(logits, mask, bias, axes=(-1,))
         dropped = self._dropout_layer(
             self._multiplied(weights, multiplier), training=training
         )
         dropped = ops.reshape(
-            dropped, (batch, self.num_key_value_heads, groups, query_length, k.shape[1])
+            dropped, (batch, self.num_key_value_heads, groups, query_length, key_length)
         )
         context = ops.einsum("bkgts,bskh->btkgh", dropped, v)
         context = ops.reshape(context, (batch, query_length, self.num_heads, self.value_dim))
@@ -743,10 +759,12 @@ class MultiHeadAttention(keras.layers.Layer):
         use_causal_mask,
     ):
         """The merged boolean mask, `(B|1, N|1, T|1, S|1)`, or None."""
-        self._check_padding_mask("query_mask", query_mask, (query_length,))
-        self._check_padding_mask("value_mask", value_mask, (key_length,))
-        self._check_padding_mask("key_mask", key_mask, (key_length,))
-        scores_shape = (None, self.num_heads, query_length, key_length)
+        # Shapes are checked where the lengths are known statically.
+        known_query, known_key = _static(query_length), _static(key_length)
+        self._check_padding_mask("query_mask", query_mask, (known_query,))
+        self._check_padding_mask("value_mask", value_mask, (known_key,))
+        self._check_padding_mask("key_mask", key_mask, (known_key,))
+        scores_shape = (None, self.num_heads, known_query, known_key)
         self._check_attention_mask(attention_mask, scores_shape, 2, "(T, S) .. (B, N, T, S)")
 
         def padding(mask, axis):

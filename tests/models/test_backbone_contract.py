@@ -481,3 +481,32 @@ def test_tasks_project_hidden_states_with_the_backbone_token_embedding():
     hidden = _np(translator.backbone(inputs)["decoder_sequence_output"])
     matrix = _np(translator.backbone.target_token_embedding.embeddings)
     np.testing.assert_allclose(_np(translator(inputs)), hidden @ matrix.T, rtol=1e-4, atol=1e-5)
+
+
+def test_tasks_trace_with_an_unknown_time_axis():
+    """Length-bucketed batches reach the model traced with a `None` time axis
+    (one trace for all buckets): every task must follow the run-time length
+    and give the eager outputs."""
+    import tensorflow as tf
+
+    from keras_attn.models import Classifier, Generator, Translator
+
+    ids = np.random.default_rng(0).integers(7, 200, (3, 9)).astype("int32")
+    ids[1, 6:] = 0
+    cases = [
+        (Generator.from_preset("tiny", sequence_length=32, num_layers=1,
+                               position_encoding="rotary"), ids),
+        (Classifier.from_preset("tiny", num_classes=2, num_layers=1),
+         {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": ids > 0}),
+        (Translator.from_preset("tiny", source_length=16, target_length=12,
+                                num_encoder_layers=1, num_decoder_layers=1),
+         {"source_ids": ids, "target_ids": ids[:, :5]}),
+    ]
+    for model, inputs in cases:
+        spec = tf.nest.map_structure(
+            lambda x: tf.TensorSpec([x.shape[0], None], tf.as_dtype(x.dtype)), inputs
+        )
+        traced = tf.function(model.__call__, input_signature=[spec], autograph=False)
+        np.testing.assert_allclose(
+            np.asarray(traced(inputs)), np.asarray(model(inputs)), atol=1e-5
+        )
