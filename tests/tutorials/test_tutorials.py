@@ -25,6 +25,7 @@ FIGURES = {
         "pruning_curve.png",
     ],
     "07_export_and_serve.py": ["served_latency.png"],
+    "08_scaling_up.py": ["step_times.png"],
 }
 
 
