@@ -202,7 +202,7 @@ class Generator(Task):
         return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def default_metrics(self):
-        return super().default_metrics() + [Perplexity()]
+        return super().default_metrics() + [Perplexity(ignore_index=self.ignored_label())]
 
     # ---------------------------------------------------------- generation
 
