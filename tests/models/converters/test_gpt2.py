@@ -244,3 +244,25 @@ def test_export_serves_what_generate_returns_in_a_fresh_process(generator, tmp_p
     assert answer["leaked"] == []
     served = answer["results"][0]["outputs"]["texts"]
     assert served == generator.generate(prompts, max_new_tokens=6)
+
+
+def test_cli_convert_writes_a_keras_attn_preset(hub, generator, tmp_path, capsys):
+    from keras_attn.cli import main
+
+    hub_dir, out = str(tmp_path / "hub_preset"), str(tmp_path / "converted")
+    hub.save_to_preset(hub_dir)
+    assert main(["convert", hub_dir, out, "--sequence-length", str(SEQUENCE_LENGTH)]) == 0
+    loaded = Generator.from_preset(out)
+    ids, mask = padded_batch([16, 7], 16, generator.backbone.vocabulary_size, seed=2)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded({"token_ids": ids, "padding_mask": mask})),
+        keras.ops.convert_to_numpy(generator({"token_ids": ids, "padding_mask": mask})),
+        atol=1e-5,
+    )
+    assert loaded.tokenizer.tokenize(TEXTS).to_list() == generator.tokenizer.tokenize(
+        TEXTS
+    ).to_list()
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "other")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "could not load" in error and "internet" in error
