@@ -235,7 +235,6 @@ def test_fit_full_and_lora_then_preset_round_trip(hub, tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_export_serves_what_generate_returns_in_a_fresh_process(generator, tmp_path):
     path = str(tmp_path / "served")
     export(generator, path, max_new_tokens=6, jit_compile=False)
