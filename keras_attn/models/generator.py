@@ -149,10 +149,11 @@ class Generator(Task):
                 `sequence_length` (default the checkpoint's longest; a
                 shorter one decodes faster) and `dropout` for GPT-2.
 
-        Example:
-        >>> hub = keras_hub.models.GPT2CausalLM.from_preset("gpt2_base_en")  # downloads
-        >>> generator = Generator.from_keras_hub(hub, sequence_length=256)
-        >>> generator.generate("The Keras library", max_new_tokens=16)
+        Example (keras-hub downloads the checkpoint; see
+        tests/models/converters/test_gpt2.py for an offline one)::
+
+            generator = Generator.from_keras_hub("gpt2_base_en", sequence_length=256)
+            generator.generate("The Keras library", max_new_tokens=16)
         """
         from keras_attn.tokenizers.tokenizer import Tokenizer
 

@@ -49,6 +49,7 @@ def convert_gpt2_backbone(hub_backbone, sequence_length=None, dropout=None):
             longer than the checkpoint's position table.
 
     Example:
+    >>> import keras_hub
     >>> hub = keras_hub.models.GPT2Backbone(vocabulary_size=300, num_layers=2,
     ...     num_heads=4, hidden_dim=32, intermediate_dim=64, max_sequence_length=64)
     >>> backbone = convert_gpt2_backbone(hub, sequence_length=32)
