@@ -413,6 +413,43 @@ def _export(args):
     return 0
 
 
+_CONVERT_TASKS = {
+    "generator": "Generator",
+    "classifier": "Classifier",
+    "masked_lm": "MaskedLanguageModel",
+}
+
+
+def _convert(args):
+    from keras_attn import models
+
+    if os.path.lexists(args.output) and not args.overwrite:
+        raise ValueError(
+            f"OUT_DIR {args.output!r} already exists; pass --overwrite to replace it"
+        )
+    cls = getattr(models, _CONVERT_TASKS[args.task])
+    if not hasattr(cls, "from_keras_hub"):
+        raise ValueError(f"--task {args.task}: this keras-attn cannot convert keras-hub models "
+                         "to that task yet")
+    options = {}
+    if args.sequence_length is not None:
+        options["sequence_length"] = args.sequence_length
+    if args.task == "classifier":
+        if args.num_classes is None:
+            raise ValueError("--task classifier needs --num-classes")
+        options["num_classes"] = args.num_classes
+    elif args.num_classes is not None:
+        raise ValueError(f"--num-classes applies to --task classifier, not {args.task}")
+    preset = args.preset
+    if os.path.isdir(preset):
+        # A local keras-hub preset directory (keras-hub's `save_to_preset`).
+        preset = os.path.abspath(preset)
+    model = cls.from_keras_hub(preset, **options)
+    model.save_to_preset(args.output, overwrite=args.overwrite)
+    print(f"converted {args.preset} into a keras-attn {args.task} preset at {args.output}")
+    return 0
+
+
 def _load_any(model_dir):
     from keras_attn.recipes import load_model
 
@@ -867,6 +904,30 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing OUTPUT_DIR (only once the new export is written)")
     export.set_defaults(handler=_export)
+
+    convert = commands.add_parser(
+        "convert",
+        parents=[common],
+        help="turn a keras-hub checkpoint into a keras-attn preset directory",
+        description=(
+            "Loads a keras-hub preset (a name such as gpt2_base_en, which keras-hub downloads, "
+            "or a local keras-hub preset directory), converts its weights and tokenizer into a "
+            "keras-attn model with the same numbers, and writes a keras-attn preset directory "
+            "(load it with from_preset, or train / export it like any other)."
+        ),
+    )
+    convert.add_argument("preset", metavar="PRESET",
+                         help="a keras-hub preset name or handle, or a keras-hub preset directory")
+    convert.add_argument("output", metavar="OUT_DIR", help="where to write the keras-attn preset")
+    convert.add_argument("--task", choices=sorted(_CONVERT_TASKS), default="generator",
+                         help="the keras-attn task to build (default generator)")
+    convert.add_argument("--num-classes", type=_positive_int, metavar="N",
+                         help="classifiers: number of classes of the new head")
+    convert.add_argument("--sequence-length", type=_positive_int, metavar="N",
+                         help="the converted model's sequence length (default the checkpoint's)")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace an existing OUT_DIR")
+    convert.set_defaults(handler=_convert)
 
     prune = commands.add_parser(
         "prune",

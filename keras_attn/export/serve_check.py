@@ -42,7 +42,7 @@ for name, inputs in calls:
     for key, value in outputs.items():
         value = value.numpy()
         if value.dtype == object:
-            result[key] = [text.decode("utf-8") for text in value.tolist()]
+            result[key] = [text.decode("utf-8", "replace") for text in value.tolist()]
         else:
             result[key] = value.tolist()
     later = sorted(seconds[1:]) or seconds

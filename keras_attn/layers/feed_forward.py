@@ -6,7 +6,7 @@ from keras import ops
 from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
 from keras_attn.utils.initializers import clone_initializer
 
-ACTIVATIONS = ("relu", "gelu", "swiglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_approximate", "swiglu")
 
 
 
@@ -100,6 +100,9 @@ class FeedForward(keras.layers.Layer):
             hidden = ops.silu(self.gate_dense(inputs)) * hidden
         elif self.activation == "gelu":
             hidden = ops.gelu(hidden, approximate=False)
+        elif self.activation == "gelu_approximate":
+            # GPT-2's GELU: the tanh approximation.
+            hidden = ops.gelu(hidden, approximate=True)
         else:
             hidden = ops.relu(hidden)
         hidden = self.dropout_layer(hidden, training=training)

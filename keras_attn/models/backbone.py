@@ -12,6 +12,7 @@ from keras_attn.layers.normalization import NORMALIZATIONS
 from keras_attn.utils.arguments import (
     check_choice,
     check_ids_in_range,
+    check_non_negative_int,
     check_positive_int,
     check_positive_number,
     check_rank,
@@ -169,6 +170,32 @@ class Backbone(keras.Model):
         self.normalization = check_choice("normalization", normalization, NORMALIZATIONS)
         self.norm_epsilon = check_positive_number("norm_epsilon", norm_epsilon)
 
+    def _set_pad_token_id(self, pad_token_id, vocabulary_size):
+        """Checks and stores `pad_token_id`: the id whose positions the
+        default padding mask drops, or `None` (every position is real unless
+        a `padding_mask` says otherwise, e.g. GPT-2, which has no padding
+        token)."""
+        pad_token_id = check_non_negative_int("pad_token_id", pad_token_id, allow_none=True)
+        if pad_token_id is not None and pad_token_id >= vocabulary_size:
+            raise ValueError(
+                f"`pad_token_id` must be None or an id below the vocabulary size "
+                f"({vocabulary_size}). Received: pad_token_id={pad_token_id}"
+            )
+        self.pad_token_id = pad_token_id
+
+    def default_padding_mask(self, token_ids):
+        """Bool `(batch, time)`: `token_ids != pad_token_id`, or `None`
+        (all real) when the backbone has no padding id."""
+        if self.pad_token_id is None:
+            return None
+        return ops.not_equal(token_ids, self.pad_token_id)
+
+    def query_mask(self, token_ids):
+        """The cached-decoding query mask of new `token_ids`: real unless
+        they are the padding id (all real without one)."""
+        mask = self.default_padding_mask(token_ids)
+        return ops.ones_like(token_ids, "bool") if mask is None else mask
+
     def _block_kwargs(self, norm_first, num_heads, **extra):
         """The arguments a block of this backbone is built with; dropout
         applies to residual branches and attention weights alike."""
@@ -192,7 +219,8 @@ class Backbone(keras.Model):
         optional padding mask) as `(token_embeddings, padding_mask, token_ids)`.
 
         `token_ids` is `None` for embedding inputs; `padding_mask` defaults to
-        `token_ids != 0` for ids and to `None` (all real) for embeddings.
+        `token_ids != pad_token_id` for ids (`None`, all real, when the
+        backbone has no `pad_token_id`) and to `None` for embeddings.
 
         Ids must lie in `[0, vocabulary size)` and the padding mask must
         have the inputs' batch size: checked when the values are known
@@ -226,7 +254,7 @@ class Backbone(keras.Model):
             check_ids_in_range(ids_key, token_ids, token_embedding.input_dim)
             embeddings = token_embedding(token_ids)
             if padding_mask is None:
-                padding_mask = ops.not_equal(token_ids, 0)
+                padding_mask = self.default_padding_mask(token_ids)
         else:
             embeddings = ops.convert_to_tensor(embeddings)
             check_rank(embeddings_key, embeddings.shape, 3, "(batch, time, hidden_dim)")

@@ -162,7 +162,8 @@ class Classifier(Task):
             pooled = outputs["pooled_output"]
         else:
             sequence = outputs["sequence_output"]
-            weights = ops.cast(_real_positions(inputs, sequence), sequence.dtype)[:, :, None]
+            real = _real_positions(inputs, sequence, self.backbone.pad_token_id)
+            weights = ops.cast(real, sequence.dtype)[:, :, None]
             pooled = ops.sum(sequence * weights, axis=1) / ops.maximum(
                 ops.sum(weights, axis=1), 1.0
             )
@@ -492,8 +493,14 @@ class MaskedLanguageModel(Task):
     def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
         return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
+    def ignored_label(self):
+        # Labels are `pad_id` wherever no token was selected; a selected
+        # token is never a special one, so padding is always safe to ignore.
+        return self.tokenizer.pad_id
+
     def default_metrics(self):
-        return [MaskedAccuracy(), Perplexity()]
+        ignored = self.ignored_label()
+        return [MaskedAccuracy(ignore_index=ignored), Perplexity(ignore_index=ignored)]
 
     def _fill(self, inputs):
         """Predicted ids at each `[MASK]` and their probabilities."""
@@ -615,15 +622,16 @@ def _copied_backbone(model):
     return backbone
 
 
-def _real_positions(inputs, sequence):
-    """Bool `(batch, time)`: the given padding mask, else ids != 0, else all
-    positions (token embeddings without a mask)."""
+def _real_positions(inputs, sequence, pad_token_id):
+    """Bool `(batch, time)`: the given padding mask, else ids !=
+    `pad_token_id`, else all positions (token embeddings without a mask, or
+    a backbone without a padding id)."""
     if not isinstance(inputs, dict):
-        return ops.not_equal(inputs, 0)
+        inputs = {"token_ids": inputs}
     if inputs.get("padding_mask") is not None:
         return ops.cast(inputs["padding_mask"], "bool")
-    if inputs.get("token_ids") is not None:
-        return ops.not_equal(inputs["token_ids"], 0)
+    if inputs.get("token_ids") is not None and pad_token_id is not None:
+        return ops.not_equal(inputs["token_ids"], pad_token_id)
     return ops.ones(ops.shape(sequence)[:2], "bool")
 
 

@@ -43,7 +43,7 @@ class DecoderBackbone(Backbone):
     `reverse_embeddings` matrix `(hidden_dim, vocabulary_size)` otherwise.
 
     Args:
-        vocabulary_size: number of token ids; id 0 is padding.
+        vocabulary_size: number of token ids; id `pad_token_id` is padding.
         sequence_length: longest sequence (and decoding cache) supported.
         num_layers: number of decoder blocks.
         num_heads: attention heads, an int for every block or a list of
@@ -63,6 +63,11 @@ class DecoderBackbone(Backbone):
         tie_embeddings: project onto the transposed token embedding matrix
             (otherwise `token_embedding` holds a separate output matrix).
         norm_epsilon: epsilon of every norm.
+        pad_token_id: the padding id, dropped by the default padding mask
+            (`token_ids != pad_token_id`) and by cached decoding's query
+            mask; `None` when the vocabulary has no padding token (GPT-2):
+            every position is then real unless a `padding_mask` says
+            otherwise. Default 0 (`[PAD]` of keras-attn tokenizers).
 
     Attributes:
         token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens.
@@ -76,7 +81,7 @@ class DecoderBackbone(Backbone):
             `(batch, time, hidden_dim)`, what `token_embedding(token_ids)`
             returns: no position, no scaling; they are added after), and
             optionally `"padding_mask"` `(batch, time)`, True for real tokens
-            (default: `token_ids != 0`, or all real for embeddings).
+            (default: `token_ids != pad_token_id`, or all real for embeddings).
         return_attention_scores: also return every block's post-softmax
             self-attention weights.
         head_mask: float `(num_layers, max(num_heads))`; entry `[l, h]`
@@ -128,6 +133,7 @@ class DecoderBackbone(Backbone):
         "rope_max_wavelength",
         "tie_embeddings",
         "norm_epsilon",
+        "pad_token_id",
     )
 
     def __init__(
@@ -147,11 +153,13 @@ class DecoderBackbone(Backbone):
         rope_max_wavelength=10000,
         tie_embeddings=True,
         norm_epsilon=1e-5,
+        pad_token_id=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
+        self._set_pad_token_id(pad_token_id, self.vocabulary_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self._set_block_arguments(
             hidden_dim, intermediate_dim, dropout, activation, normalization, norm_epsilon
@@ -252,7 +260,7 @@ class DecoderBackbone(Backbone):
         """Runs `token_ids` written at position `index` against the caches.
 
         Args:
-            token_ids: int `(batch, new_tokens)`; id 0 queries attend to
+            token_ids: int `(batch, new_tokens)`; `pad_token_id` queries attend to
                 nothing (padding).
             caches: the tuple from `empty_caches` (or a previous call).
             index: int or scalar int tensor, position of `token_ids[:, 0]`.
@@ -266,7 +274,7 @@ class DecoderBackbone(Backbone):
         x = self.embedding.add_positions(self.token_embedding(token_ids), start_index=index)
         # The new tokens' padding masks them as queries; the cache slots are
         # keys, masked by causality.
-        query_mask = ops.not_equal(token_ids, 0)
+        query_mask = self.query_mask(token_ids)
         updated = []
         for block, cache in zip(self.blocks, caches):
             x, cache = block(

@@ -38,7 +38,7 @@ class EncoderBackbone(Backbone):
     position).
 
     Args:
-        vocabulary_size: number of token ids; id 0 is padding.
+        vocabulary_size: number of token ids; id `pad_token_id` is padding.
         sequence_length: longest input.
         num_layers, hidden_dim, intermediate_dim: the shape.
         num_heads: attention heads, an int for every block or a list of
@@ -53,6 +53,11 @@ class EncoderBackbone(Backbone):
         norm_first: pre-norm blocks; BERT is post-norm (`False`).
         position_encoding: `"learned"` (BERT) or `"sinusoidal"`.
         norm_epsilon: epsilon of every norm (1e-12 in BERT).
+        pad_token_id: the padding id, dropped by the default padding mask
+            (`token_ids != pad_token_id`) and by cached decoding's query
+            mask; `None` when the vocabulary has no padding token (GPT-2):
+            every position is then real unless a `padding_mask` says
+            otherwise. Default 0 (`[PAD]` of keras-attn tokenizers).
 
     Attributes:
         token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens
@@ -67,7 +72,7 @@ class EncoderBackbone(Backbone):
             `(batch, time, hidden_dim)`, what `token_embedding(token_ids)`
             returns: position and segment embeddings are added after), and
             optionally `"segment_ids"` (default 0) and `"padding_mask"`
-            `(batch, time)`, True for real tokens (default: `token_ids != 0`,
+            `(batch, time)`, True for real tokens (default: `token_ids != pad_token_id`,
             or all real for embeddings).
         return_attention_scores: also return every block's post-softmax
             attention weights.
@@ -117,6 +122,7 @@ class EncoderBackbone(Backbone):
         "norm_first",
         "position_encoding",
         "norm_epsilon",
+        "pad_token_id",
     )
 
     def __init__(
@@ -135,11 +141,13 @@ class EncoderBackbone(Backbone):
         norm_first=False,
         position_encoding="learned",
         norm_epsilon=1e-12,
+        pad_token_id=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
         self.sequence_length = check_positive_int("sequence_length", sequence_length)
+        self._set_pad_token_id(pad_token_id, self.vocabulary_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self._set_block_arguments(
             hidden_dim, intermediate_dim, dropout, activation, normalization, norm_epsilon

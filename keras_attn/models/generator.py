@@ -16,6 +16,11 @@ from keras_attn.generation.decoding import check_prompts
 from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.generation.sampling import check_sampling_options
 from keras_attn.models import serving
+from keras_attn.models.converters.gpt2 import convert_gpt2_backbone, convert_gpt2_tokenizer
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_backbone_class,
+    keras_hub_parts,
+)
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
 from keras_attn.models.generator_presets import GENERATOR_PRESETS
@@ -51,6 +56,14 @@ from keras_attn.utils.untracked import Untracked
 _LENGTH_BUCKET = 16
 # Exported `serving_default`: new tokens per prompt unless given at export.
 DEFAULT_MAX_NEW_TOKENS = 32
+
+# keras-hub backbone class name -> (backbone converter, tokenizer converter):
+# the checkpoints `Generator.from_keras_hub` reads. A backbone converter
+# takes the keras-hub backbone and `from_keras_hub`'s keyword options; a
+# tokenizer converter the keras-hub tokenizer.
+KERAS_HUB_CONVERTERS = {
+    "GPT2Backbone": (convert_gpt2_backbone, convert_gpt2_tokenizer),
+}
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -117,6 +130,48 @@ class Generator(Task):
             tokenizers.get("tokenizer"), backbone_config
         )
         return cls(DecoderBackbone(**backbone_config), tokenizer, **task_args)
+
+    @classmethod
+    def from_keras_hub(cls, preset_or_model, tokenizer=None, **kwargs):
+        """A `Generator` with the weights and tokenizer of a keras-hub
+        checkpoint, computing the same logits (float32).
+
+        Families: `KERAS_HUB_CONVERTERS` (GPT-2: `GPT2Backbone`).
+
+        Args:
+            preset_or_model: a keras-hub preset name or handle (keras-hub
+                downloads it, which needs the internet; failing, a one-line
+                `OSError`), or a built keras-hub backbone or causal LM
+                (offline).
+            tokenizer: the checkpoint's keras-hub tokenizer, needed with a
+                bare backbone; or a keras-attn tokenizer to use as is.
+            **kwargs: options of the family's backbone converter, e.g.
+                `sequence_length` (default the checkpoint's longest; a
+                shorter one decodes faster) and `dropout` for GPT-2.
+
+        Example (keras-hub downloads the checkpoint; see
+        tests/models/converters/test_gpt2.py for an offline one)::
+
+            generator = Generator.from_keras_hub("gpt2_base_en", sequence_length=256)
+            generator.generate("The Keras library", max_new_tokens=16)
+        """
+        from keras_attn.tokenizers.tokenizer import Tokenizer
+
+        given = tokenizer if isinstance(tokenizer, Tokenizer) else None
+        hub_backbone, hub_tokenizer = keras_hub_parts(
+            preset_or_model, None if given is not None else tokenizer
+        )
+        convert_backbone, convert_tokenizer = check_backbone_class(
+            hub_backbone, KERAS_HUB_CONVERTERS, "Generator.from_keras_hub"
+        )
+        if given is None and hub_tokenizer is None:
+            raise ValueError(
+                "Generator.from_keras_hub needs the checkpoint's tokenizer: pass `tokenizer=` "
+                "(a keras-hub tokenizer) with a bare keras-hub backbone, or pass the keras-hub "
+                "causal LM or preset name"
+            )
+        backbone = convert_backbone(hub_backbone, **kwargs)
+        return cls(backbone, given if given is not None else convert_tokenizer(hub_tokenizer))
 
     def call(self, token_ids, training=None):
         return self.logits_from_backbone(
@@ -202,7 +257,7 @@ class Generator(Task):
         return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def default_metrics(self):
-        return super().default_metrics() + [Perplexity()]
+        return super().default_metrics() + [Perplexity(ignore_index=self.ignored_label())]
 
     # ---------------------------------------------------------- generation
 

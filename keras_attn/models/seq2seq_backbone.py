@@ -48,7 +48,7 @@ class Seq2SeqBackbone(Backbone):
     so it has no matrix of its own.)
 
     Args:
-        source_vocabulary_size, target_vocabulary_size: id 0 is padding.
+        source_vocabulary_size, target_vocabulary_size: id `pad_token_id` is padding.
             Must be equal with `share_embeddings`.
         source_length, target_length: longest source / target sequence.
         num_encoder_layers, num_decoder_layers, hidden_dim, intermediate_dim:
@@ -70,6 +70,11 @@ class Seq2SeqBackbone(Backbone):
         share_embeddings: one token matrix for source and target.
         tie_embeddings: output projection = transposed target matrix.
         norm_epsilon: epsilon of every norm.
+        pad_token_id: the padding id, dropped by the default padding mask
+            (`token_ids != pad_token_id`) and by cached decoding's query
+            mask; `None` when the vocabulary has no padding token (GPT-2):
+            every position is then real unless a `padding_mask` says
+            otherwise. Default 0 (`[PAD]` of keras-attn tokenizers).
 
     Attributes:
         source_token_embedding, target_token_embedding: the
@@ -90,7 +95,7 @@ class Seq2SeqBackbone(Backbone):
             `source_token_embedding(ids)` / `target_token_embedding(ids)`
             return: unscaled, without positions. Optional
             `"source_padding_mask"`, `"target_padding_mask"`
-            `(batch, time)`, True for real tokens (default: `ids != 0`, or
+            `(batch, time)`, True for real tokens (default: `ids != pad_token_id`, or
             all real for embeddings).
         return_attention_scores: also return every layer's post-softmax
             attention weights.
@@ -162,6 +167,7 @@ class Seq2SeqBackbone(Backbone):
         "share_embeddings",
         "tie_embeddings",
         "norm_epsilon",
+        "pad_token_id",
     )
 
     def __init__(
@@ -184,6 +190,7 @@ class Seq2SeqBackbone(Backbone):
         share_embeddings=True,
         tie_embeddings=True,
         norm_epsilon=1e-6,
+        pad_token_id=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -195,6 +202,9 @@ class Seq2SeqBackbone(Backbone):
         )
         self.source_length = check_positive_int("source_length", source_length)
         self.target_length = check_positive_int("target_length", target_length)
+        self._set_pad_token_id(
+            pad_token_id, min(self.source_vocabulary_size, self.target_vocabulary_size)
+        )
         self.num_encoder_layers = check_positive_int("num_encoder_layers", num_encoder_layers)
         self.num_decoder_layers = check_positive_int("num_decoder_layers", num_decoder_layers)
         self._set_block_arguments(
@@ -553,7 +563,7 @@ class Seq2SeqBackbone(Backbone):
         """Runs `target_ids` written at `index` against the caches.
 
         Args:
-            target_ids: int `(batch, new_tokens)`; id 0 queries attend to
+            target_ids: int `(batch, new_tokens)`; `pad_token_id` queries attend to
                 nothing (padding).
             caches: self-attention caches (from `empty_caches` or a previous
                 call).
@@ -571,7 +581,7 @@ class Seq2SeqBackbone(Backbone):
         x = self.target_embedding.add_positions(
             self.target_token_embedding(target_ids), start_index=index
         )
-        query_mask = ops.not_equal(target_ids, 0)
+        query_mask = self.query_mask(target_ids)
         updated = []
         for block, cache, cross_cache in zip(self.decoder_blocks, caches, cross_caches):
             x, cache, _ = block(

@@ -98,6 +98,15 @@ def trim_to_longest(inputs, lengths):
     return {name: np.asarray(value)[:, :width] for name, value in inputs.items()}
 
 
+def dedicated_pad_id(tokenizer):
+    """`tokenizer.pad_id` when no other special role shares it, else `None`."""
+    if tokenizer is None:
+        return 0
+    roles = tokenizer.special_token_ids
+    shared = [role for role, id in roles.items() if role != "pad" and id == roles["pad"]]
+    return None if shared else tokenizer.pad_id
+
+
 def compiled(function):
     """`function` compiled with XLA; retraced only for new shapes or static args."""
     # The loops use ops.while_loop / ops.cond explicitly; autograph would
@@ -275,12 +284,24 @@ class Task(keras.Model):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
+    def ignored_label(self):
+        """The label id the default loss and metrics skip: the tokenizer's
+        padding id when it is a token of its own (`[PAD]`=0 here, BERT's
+        `[PAD]`), else `None`. A padding id shared with another role (GPT-2
+        pads with `<|endoftext|>`, its end token) is a real target where it
+        ends a text, so the preprocessors' sample weights alone mark the
+        padding then."""
+        tokenizer = getattr(self, "target_tokenizer", None) or getattr(self, "tokenizer", None)
+        return dedicated_pad_id(tokenizer)
+
     def default_loss(self, label_smoothing=0.0):
-        """Token cross-entropy that ignores padding (label 0)."""
-        return MaskedSparseCategoricalCrossentropy(label_smoothing=label_smoothing)
+        """Token cross-entropy that ignores padding (`ignored_label`)."""
+        return MaskedSparseCategoricalCrossentropy(
+            label_smoothing=label_smoothing, ignore_index=self.ignored_label()
+        )
 
     def default_metrics(self):
-        return [MaskedAccuracy()]
+        return [MaskedAccuracy(ignore_index=self.ignored_label())]
 
     def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
         """`tf.data` batches for `fit` from loaded data (`keras_attn.data`)."""

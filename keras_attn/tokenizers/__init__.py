@@ -11,11 +11,14 @@ Every tokenizer reserves the same special tokens at the same ids
 - `SentencePieceTokenizer.train(texts, vocabulary_size)`: unigram or BPE
   pieces learned from your text, lossless (`detokenize(tokenize(text)) ==
   text`) with byte fallback; tensorflow-text's kernels underneath.
+- `BytePairTokenizer(vocabulary, merges, special_token_ids)`: a
+  checkpoint's byte-level BPE (GPT-2), with the checkpoint's own ids.
 - `ByteTokenizer()`: UTF-8 bytes, no vocabulary, exact round trip.
 - `pack`, `pack_pair`: ragged ids -> dense `(batch, sequence_length)` with
   padding masks and per-row truncation counts; `TruncationReport` sums them.
 """
 
+from keras_attn.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_attn.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_attn.tokenizers.packing import TruncationReport, pack, pack_pair
 from keras_attn.tokenizers.sentence_piece_tokenizer import (
@@ -61,6 +64,7 @@ __all__ = [
     "UNK_ID",
     "UNK_TOKEN",
     "VOCABULARY_FILENAME",
+    "BytePairTokenizer",
     "ByteTokenizer",
     "SentencePieceTokenizer",
     "Tokenizer",

@@ -1,9 +1,15 @@
 """Converting pretrained keras-hub checkpoints into keras-attn models with
 the same numbers: each family's backbone weights and tokenizer."""
 
+from keras_attn.models.converters.gpt2 import convert_gpt2_backbone, convert_gpt2_tokenizer
 from keras_attn.models.converters.keras_hub_checkpoints import (
     check_backbone_class,
     keras_hub_parts,
 )
 
-__all__ = ["check_backbone_class", "keras_hub_parts"]
+__all__ = [
+    "check_backbone_class",
+    "convert_gpt2_backbone",
+    "convert_gpt2_tokenizer",
+    "keras_hub_parts",
+]
