@@ -17,9 +17,10 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
     Texts are packed as `[CLS] text [SEP]` (see `ClassifierPreprocessor`).
     A share `mask_rate` of the real, non-special tokens is selected at
     random; 80% of those become `[MASK]`, 10% a random token, 10% stay, and
-    the labels hold the original ids there (0, ignored by the loss,
-    elsewhere). The draws are stateless: the same `seed` gives the same
-    masking, in `tf.data` and eagerly alike.
+    the labels hold the original ids there (the tokenizer's `pad_id`,
+    ignored by the loss, elsewhere: a special token, so never a target).
+    The draws are stateless: the same `seed` gives the same masking, in
+    `tf.data` and eagerly alike.
 
     `fill_mask_inputs(texts)` reads the literal `[MASK]` in each text as a
     mask token (whatever the tokenizer), for `MaskedLanguageModel.fill_mask`
@@ -65,8 +66,8 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
         """The 80/10/10 masking of packed ids `(batch, length)`.
 
         Returns `(masked_ids, labels)`, int32: labels hold the original id
-        where a token was selected and 0 elsewhere. Special tokens are never
-        selected.
+        where a token was selected and the tokenizer's `pad_id` elsewhere.
+        Special tokens are never selected.
         """
         return self._graph(
             "mask_ids", self._mask_ids, tf.cast(token_ids, tf.int32), tf.cast(seed, tf.int64)
@@ -92,7 +93,7 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
                 shape, seed + [0, 2], minval=0, maxval=len(ordinary), dtype=tf.int32
             ),
         )
-        labels = tf.where(selected, token_ids, 0)
+        labels = tf.where(selected, token_ids, tokenizer.pad_id)
         masked = tf.where(selected & (action < 0.8), tokenizer.mask_id, token_ids)
         masked = tf.where(selected & (action >= 0.8) & (action < 0.9), random_tokens, masked)
         return masked, labels
