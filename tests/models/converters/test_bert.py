@@ -18,6 +18,7 @@ from keras_attn.models.converters import (
     convert_bert_tokenizer,
     convert_distil_bert_backbone,
 )
+from keras_attn.models.encoder_backbone import EncoderBackbone
 from keras_attn.models.fine_tuning import enable_lora
 from keras_attn.tokenizers import Tokenizer, WordPieceTokenizer
 
@@ -287,6 +288,8 @@ def test_unsupported_checkpoints_raise_naming_the_setting():
         convert_distil_bert_backbone(distil)
     with pytest.raises(ValueError, match="must be a keras-hub BertBackbone"):
         convert_bert_backbone(distil)
+    with pytest.raises(ValueError, match="pooler_activation"):
+        EncoderBackbone(10, 8, 1, 2, 8, 16, pooler_activation="gelu")
 
 
 # -------------------------------------------------------------- workflow
