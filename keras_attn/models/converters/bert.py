@@ -277,11 +277,11 @@ def _encoder_config(hub_backbone, blocks, sequence_length):
 
 def _activation_name(activation, where):
     """The keras-attn name of a keras-hub feed-forward activation."""
-    name = keras.activations.serialize(activation)
-    if isinstance(name, dict):
-        name = name.get("config", name.get("class_name"))
-    if name == "gelu_approximate" or getattr(activation, "__name__", "") == "gelu_approximate":
+    # keras-hub's BERT passes its own `gelu_approximate` function (tanh
+    # GELU), DistilBERT the string "gelu" (Keras' exact GELU).
+    if getattr(activation, "__name__", None) == "gelu_approximate":
         return "gelu_approximate"
+    name = keras.activations.serialize(activation)
     if name in ("gelu", "relu"):
         return name
     raise ValueError(
