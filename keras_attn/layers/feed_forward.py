@@ -17,11 +17,12 @@ class FeedForward(keras.layers.Layer):
     With `activation="swiglu"` the up projection is gated (Shazeer 2020,
     "GLU Variants Improve Transformer"): `silu(x @ W_gate) * (x @ W_up)`,
     with two separate projections of width `intermediate_dim`. `"gelu"` is the
-    exact (erf) GELU.
+    exact (erf) GELU, `"gelu_approximate"` its tanh approximation (BERT's and
+    GPT-2's, Hendrycks and Gimpel 2016).
 
     Args:
         intermediate_dim: width of the hidden layer.
-        activation: `"relu"`, `"gelu"` or `"swiglu"`.
+        activation: `"relu"`, `"gelu"`, `"gelu_approximate"` or `"swiglu"`.
         dropout: dropout rate applied to the hidden activations.
         use_bias: whether the dense layers have biases.
         kernel_initializer, bias_initializer: for every dense layer.

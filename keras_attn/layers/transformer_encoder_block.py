@@ -237,7 +237,8 @@ class TransformerEncoderBlock(TransformerBlockBase):
             defaults to `num_heads`.
         dropout: dropout rate on both residual branches.
         attention_dropout: dropout rate on the attention weights.
-        activation: feed-forward activation, `"relu"`, `"gelu"` or `"swiglu"`.
+        activation: feed-forward activation, `"relu"`, `"gelu"`,
+            `"gelu_approximate"` or `"swiglu"`.
         normalization: `"layer_norm"` or `"rms_norm"`.
         norm_first: pre-norm (True) or post-norm (False).
         norm_epsilon: epsilon of the normalization layers.

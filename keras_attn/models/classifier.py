@@ -10,6 +10,11 @@ from keras import ops
 from keras_attn.layers.normalization import make_normalization
 from keras_attn.models import serving
 from keras_attn.models.classifier_presets import CLASSIFIER_PRESETS
+from keras_attn.models.converters import bert as bert_converters
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_backbone_class,
+    keras_hub_parts,
+)
 from keras_attn.models.encoder_backbone import EncoderBackbone
 from keras_attn.models.evaluation import limit_examples, token_scores
 from keras_attn.models.task import (
@@ -29,9 +34,15 @@ from keras_attn.preprocessors import (
     text_column,
     text_dataset,
 )
+from keras_attn.tokenizers import Tokenizer
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy, Perplexity
-from keras_attn.utils.arguments import check_choice, check_positive_int, check_rate
+from keras_attn.utils.arguments import (
+    check_choice,
+    check_positive_int,
+    check_positive_number,
+    check_rate,
+)
 from keras_attn.utils.keras_compat import without_keras_mask
 
 
@@ -123,6 +134,57 @@ class Classifier(Task):
         )
         task_args.setdefault("num_classes", 2)
         return cls(EncoderBackbone(**backbone_config), tokenizer, **task_args)
+
+    @classmethod
+    def from_keras_hub(
+        cls, preset_or_model, num_classes, tokenizer=None, sequence_length=None, **kwargs
+    ):
+        """A classifier converted from a keras-hub BERT or DistilBERT
+        checkpoint, computing the same numbers.
+
+        Args:
+            preset_or_model: a keras-hub preset name (e.g.
+                `"bert_base_en_uncased"`, loaded by keras-hub: a download
+                needs the internet), or a built keras-hub `BertBackbone` /
+                `DistilBertBackbone` or task (`BertTextClassifier`, ...).
+                A `BertTextClassifier` / `DistilBertTextClassifier` with
+                `num_classes` classes gives its head too; otherwise the
+                head is new.
+            num_classes: number of labels.
+            tokenizer: the checkpoint's tokenizer (keras-hub's, converted, or
+                a keras-attn one), needed with a bare backbone.
+            sequence_length: longest input; default the checkpoint's
+                `max_sequence_length` (512 in BERT's presets).
+            **kwargs: `Classifier` arguments (`label_names`, `dropout`
+                (default: the keras-hub classifier's), `pooling`).
+
+        Example (offline, a small random checkpoint):
+        >>> import keras_hub
+        >>> vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]
+        >>> hub = keras_hub.models.BertTextClassifier(
+        ...     keras_hub.models.BertBackbone(vocabulary_size=7, num_layers=1, num_heads=2,
+        ...         hidden_dim=8, intermediate_dim=16, max_sequence_length=16),
+        ...     num_classes=2, preprocessor=keras_hub.models.BertTextClassifierPreprocessor(
+        ...         keras_hub.models.BertTokenizer(vocabulary), sequence_length=16))
+        >>> classifier = Classifier.from_keras_hub(hub, num_classes=2)
+        >>> classifier.tokenizer.cls_id, classifier.backbone.activation
+        (2, 'gelu_approximate')
+        """
+        hub_backbone, hub_tokenizer = keras_hub_parts(preset_or_model, tokenizer)
+        convert = check_backbone_class(
+            hub_backbone, CLASSIFIER_CONVERTERS, "Classifier.from_keras_hub"
+        )
+        tokenizer = _converted_tokenizer(hub_tokenizer, "Classifier.from_keras_hub")
+        backbone = convert(hub_backbone, sequence_length=sequence_length)
+        num_classes = check_positive_int("num_classes", num_classes)
+        hub_head = None
+        if getattr(preset_or_model, "num_classes", None) == num_classes:
+            hub_head = preset_or_model
+            kwargs.setdefault("dropout", hub_head.dropout)
+        classifier = cls(backbone, tokenizer, num_classes, **kwargs)
+        if hub_head is not None:
+            bert_converters.copy_classifier_head(hub_head, classifier)
+        return classifier
 
     @classmethod
     def from_masked_lm(cls, masked_lm, num_classes, **kwargs):
@@ -388,6 +450,8 @@ class MaskedLanguageModel(Task):
         backbone: an `EncoderBackbone`.
         tokenizer: a `keras_attn.tokenizers` tokenizer.
         mask_rate: share of real tokens to predict.
+        head_norm_epsilon: epsilon of the head's norm; `None` uses the
+            backbone's `norm_epsilon` (keras-hub's BERT heads use 1e-5).
 
     Returns (call):
         float32 logits `(batch, time, vocabulary_size)`.
@@ -404,17 +468,22 @@ class MaskedLanguageModel(Task):
     }
     data_task = "generation"
 
-    def __init__(self, backbone, tokenizer, mask_rate=0.15, **kwargs):
+    def __init__(self, backbone, tokenizer, mask_rate=0.15, head_norm_epsilon=None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = deserialize_part(backbone)
         self.tokenizer = deserialize_part(tokenizer)
         check_tokenizer_fits(self.tokenizer, self.backbone.vocabulary_size)
         self.mask_rate = check_rate("mask_rate", mask_rate)
+        self.head_norm_epsilon = check_positive_number(
+            "head_norm_epsilon", head_norm_epsilon, allow_none=True
+        )
         hidden = self.backbone.hidden_dim
         self.transform = keras.layers.Dense(hidden, activation="gelu", name="mlm_transform")
         self.transform.build((None, None, hidden))
         self.transform_norm = make_normalization(
-            self.backbone.normalization, self.backbone.norm_epsilon, name="mlm_norm"
+            self.backbone.normalization,
+            self.backbone.norm_epsilon if head_norm_epsilon is None else self.head_norm_epsilon,
+            name="mlm_norm",
         )
         self.transform_norm.build((None, None, hidden))
         self.output_bias = self.add_weight(
@@ -431,6 +500,37 @@ class MaskedLanguageModel(Task):
         self.backbone.pooler.trainable = False
         # Every sublayer is built above: weights exist before any call.
         self.built = True
+
+    @classmethod
+    def from_keras_hub(cls, preset_or_model, tokenizer=None, sequence_length=None, **kwargs):
+        """A masked language model converted from a keras-hub BERT or
+        DistilBERT checkpoint, computing the same numbers.
+
+        Args:
+            preset_or_model: a keras-hub preset name (keras-hub loads its
+                masked LM: a download needs the internet), or a built
+                keras-hub `BertMaskedLM` / `DistilBertMaskedLM` (its head
+                comes along: dense + GELU + layer norm, the tied token
+                embedding, the output bias) or bare backbone (new head).
+            tokenizer: the checkpoint's tokenizer (keras-hub's, converted, or
+                a keras-attn one), needed with a bare backbone.
+            sequence_length: longest input; default the checkpoint's
+                `max_sequence_length`.
+            **kwargs: `MaskedLanguageModel` arguments (`mask_rate`, ...).
+        """
+        if isinstance(preset_or_model, str):
+            preset_or_model = bert_converters.load_masked_lm_preset(preset_or_model)
+        hub_backbone, hub_tokenizer = keras_hub_parts(preset_or_model, tokenizer)
+        convert = check_backbone_class(
+            hub_backbone, CLASSIFIER_CONVERTERS, "MaskedLanguageModel.from_keras_hub"
+        )
+        tokenizer = _converted_tokenizer(hub_tokenizer, "MaskedLanguageModel.from_keras_hub")
+        backbone = convert(hub_backbone, sequence_length=sequence_length)
+        epsilon = bert_converters.masked_lm_head_epsilon(preset_or_model)
+        kwargs.setdefault("head_norm_epsilon", 1e-5 if epsilon is None else epsilon)
+        model = cls(backbone, tokenizer, **kwargs)
+        bert_converters.copy_masked_lm_head(preset_or_model, model)
+        return model
 
     @classmethod
     def from_parts(cls, backbone_config, tokenizers, **task_args):
@@ -601,7 +701,33 @@ class MaskedLanguageModel(Task):
         ]
 
     def get_config(self):
-        return {**super().get_config(), "mask_rate": self.mask_rate}
+        return {
+            **super().get_config(),
+            "mask_rate": self.mask_rate,
+            "head_norm_epsilon": self.head_norm_epsilon,
+        }
+
+
+# The keras-hub backbones Classifier / MaskedLanguageModel.from_keras_hub
+# convert, by class name.
+CLASSIFIER_CONVERTERS = {
+    "BertBackbone": bert_converters.convert_bert_backbone,
+    "DistilBertBackbone": bert_converters.convert_distil_bert_backbone,
+}
+
+
+def _converted_tokenizer(hub_tokenizer, converted_by):
+    """A keras-attn tokenizer for a checkpoint's keras-hub tokenizer (a
+    keras-attn tokenizer passes through)."""
+    if isinstance(hub_tokenizer, Tokenizer):
+        return hub_tokenizer
+    if hub_tokenizer is None:
+        raise ValueError(
+            f"{converted_by} needs the checkpoint's tokenizer: pass `tokenizer=` (a keras-hub "
+            "or keras-attn tokenizer) with a bare backbone, or a keras-hub task with a "
+            "preprocessor. Received: tokenizer=None"
+        )
+    return bert_converters.convert_bert_tokenizer(hub_tokenizer)
 
 
 def encoder_text_inputs(tokenizer, inputs, truncated):

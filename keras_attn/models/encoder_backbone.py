@@ -35,7 +35,7 @@ class EncoderBackbone(Backbone):
     `num_layers` x `TransformerEncoderBlock` -> (final norm when pre-norm)
     -> sequence output, plus a pooled output
     (`tanh(dense(sequence_output[:, 0]))`, the BERT pooler over the `[CLS]`
-    position).
+    position; `pooler_activation` changes the tanh).
 
     Args:
         vocabulary_size: number of token ids; id `pad_token_id` is padding.
@@ -48,7 +48,9 @@ class EncoderBackbone(Backbone):
             `hidden_dim`. `get_config` stores the resolved int.
         num_segments: size of the segment (token type) vocabulary; 0 for none.
         dropout: dropout on embeddings, residual branches and attention.
-        activation: feed-forward activation (`"gelu"` in BERT).
+        activation: feed-forward activation: `"gelu"` (exact), or
+            `"gelu_approximate"` (tanh, BERT's in keras-hub), `"relu"`,
+            `"swiglu"`.
         normalization: `"layer_norm"` or `"rms_norm"`.
         norm_first: pre-norm blocks; BERT is post-norm (`False`).
         position_encoding: `"learned"` (BERT) or `"sinusoidal"`.
@@ -58,6 +60,9 @@ class EncoderBackbone(Backbone):
             mask; `None` when the vocabulary has no padding token (GPT-2):
             every position is then real unless a `padding_mask` says
             otherwise. Default 0 (`[PAD]` of keras-attn tokenizers).
+        pooler_activation: activation of the pooler's dense layer: `"tanh"`
+            (BERT) or `"relu"` (the pre-classifier layer of DistilBERT,
+            which has no pooler of its own).
 
     Attributes:
         token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens
@@ -123,6 +128,7 @@ class EncoderBackbone(Backbone):
         "position_encoding",
         "norm_epsilon",
         "pad_token_id",
+        "pooler_activation",
     )
 
     def __init__(
@@ -142,6 +148,7 @@ class EncoderBackbone(Backbone):
         position_encoding="learned",
         norm_epsilon=1e-12,
         pad_token_id=0,
+        pooler_activation="tanh",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -193,8 +200,11 @@ class EncoderBackbone(Backbone):
             self.final_norm = make_normalization(
                 normalization, norm_epsilon, dtype=self.dtype_policy, name="final_norm"
             )
+        self.pooler_activation = check_choice(
+            "pooler_activation", pooler_activation, ("tanh", "relu")
+        )
         self.pooler = keras.layers.Dense(
-            hidden_dim, activation="tanh", dtype=self.dtype_policy, name="pooler"
+            hidden_dim, activation=self.pooler_activation, dtype=self.dtype_policy, name="pooler"
         )
         self.build((None, sequence_length))
 

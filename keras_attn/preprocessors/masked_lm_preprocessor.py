@@ -18,8 +18,9 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
     A share `mask_rate` of the real, non-special tokens is selected at
     random; 80% of those become `[MASK]`, 10% a random token, 10% stay, and
     the labels hold the original ids there (the tokenizer's `pad_id`,
-    ignored by the loss, elsewhere). The draws are stateless: the same `seed` gives the same
-    masking, in `tf.data` and eagerly alike.
+    ignored by the loss, elsewhere: a special token, so never a target).
+    The draws are stateless: the same `seed` gives the same masking, in
+    `tf.data` and eagerly alike.
 
     `fill_mask_inputs(texts)` reads the literal `[MASK]` in each text as a
     mask token (whatever the tokenizer), for `MaskedLanguageModel.fill_mask`
@@ -65,8 +66,8 @@ class MaskedLMPreprocessor(ClassifierPreprocessor):
         """The 80/10/10 masking of packed ids `(batch, length)`.
 
         Returns `(masked_ids, labels)`, int32: labels hold the original id
-        where a token was selected and the tokenizer's `pad_id` elsewhere. Special tokens are never
-        selected.
+        where a token was selected and the tokenizer's `pad_id` elsewhere.
+        Special tokens are never selected.
         """
         return self._graph(
             "mask_ids", self._mask_ids, tf.cast(token_ids, tf.int32), tf.cast(seed, tf.int64)

@@ -10,7 +10,7 @@ import numpy as np
 # inside tf.data and exported graphs), so this package uses `tf` directly.
 import tensorflow as tf
 
-from keras_attn.tokenizers.special_tokens import SPECIAL_TOKENS, UNK_TOKEN
+from keras_attn.tokenizers.special_tokens import SPECIAL_ROLES, SPECIAL_TOKENS
 from keras_attn.tokenizers.tokenizer import Tokenizer
 from keras_attn.utils.arguments import check_positive_int
 from keras_attn.utils.atomic_files import write_text_atomically
@@ -56,14 +56,18 @@ class WordPieceTokenizer(Tokenizer):
 
     Build one from data with `WordPieceTokenizer.train(texts,
     vocabulary_size)`, or from a known vocabulary whose first seven tokens are
-    `keras_attn.tokenizers.SPECIAL_TOKENS`. The vocabulary is saved as the
+    `keras_attn.tokenizers.SPECIAL_TOKENS`, or from a pretrained checkpoint's
+    vocabulary whose special tokens sit elsewhere, named by `special_tokens`
+    (e.g. BERT's `[PAD]`=0, `[UNK]`=100, `[CLS]`=101, `[SEP]`=102,
+    `[MASK]`=103; see `keras_attn.models.converters.convert_bert_tokenizer`).
+    The vocabulary is saved as the
     asset `vocabulary.txt` (one token per line, the keras-hub format), not in
     `get_config()`; see `Tokenizer` for `save` / `from_directory`.
 
     Args:
         vocabulary: list of token strings, index = id, starting with the
-            seven special tokens; or `None` to load it later with
-            `load_assets`.
+            seven special tokens (unless `special_tokens` is given); or
+            `None` to load it later with `load_assets`.
         lowercase: bool, case-fold the text before splitting.
         strip_accents: bool, remove accents (Unicode NFD, then drop combining
             marks) before splitting.
@@ -72,6 +76,15 @@ class WordPieceTokenizer(Tokenizer):
         special_tokens_in_strings: bool, map special token strings that occur
             in the text (e.g. `"[MASK]"`) to their ids instead of splitting
             them like ordinary text.
+        special_tokens: `None` (the keras-attn special tokens at ids 0-6),
+            or a dict mapping every role of
+            `keras_attn.tokenizers.SPECIAL_ROLES` (`"pad"`, `"unk"`, `"bos"`,
+            `"eos"`, `"sep"`, `"cls"`, `"mask"`) to a token of `vocabulary`,
+            wherever it sits; roles may share a token (BERT has no start or
+            end token: `"bos"` is `[CLS]` and `"eos"` is `[SEP]`, as in
+            keras-hub). `special_token_ids` then reads the ids from the
+            vocabulary, and the `"unk"` token stands for words the
+            vocabulary cannot spell. Kept in `get_config()`.
         **kwargs: standard layer arguments (`name`, ...).
 
     Example:
@@ -91,9 +104,11 @@ class WordPieceTokenizer(Tokenizer):
         split_on_cjk=True,
         suffix_indicator="##",
         special_tokens_in_strings=False,
+        special_tokens=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self._special_token_map = _check_special_tokens(special_tokens)
         self.lowercase = bool(lowercase)
         self.strip_accents = bool(strip_accents)
         self.split_on_cjk = bool(split_on_cjk)
@@ -182,10 +197,12 @@ class WordPieceTokenizer(Tokenizer):
 
     def set_vocabulary(self, vocabulary):
         """Replaces the vocabulary (a list of tokens starting with the
-        special tokens)."""
-        vocabulary = _check_vocabulary(vocabulary)
+        special tokens, or holding the `special_tokens` given)."""
+        vocabulary = _check_vocabulary(vocabulary, self._special_token_map)
         self._vocabulary = vocabulary
         self._token_ids = {token: index for index, token in enumerate(vocabulary)}
+        role_tokens = self._special_token_map or dict(zip(SPECIAL_ROLES, SPECIAL_TOKENS))
+        self._special_ids = {role: self._token_ids[token] for role, token in role_tokens.items()}
         # The keras-hub layer does the work; it stays untracked because this
         # tokenizer saves the vocabulary itself (one copy in `.keras` files).
         self._untracked.word_piece = keras_hub.tokenizers.WordPieceTokenizer(
@@ -195,12 +212,19 @@ class WordPieceTokenizer(Tokenizer):
             split=True,
             split_on_cjk=self.split_on_cjk,
             suffix_indicator=self.suffix_indicator,
-            oov_token=UNK_TOKEN,
-            special_tokens=list(SPECIAL_TOKENS),
+            oov_token=role_tokens["unk"],
+            special_tokens=list(dict.fromkeys(role_tokens.values())),
             special_tokens_in_strings=self.special_tokens_in_strings,
             dtype="int32",
         )
         self._forget_graphs()
+
+    @property
+    def special_token_ids(self):
+        if self._special_token_map is None:
+            return super().special_token_ids
+        self._checked_vocabulary()
+        return dict(self._special_ids)
 
     @property
     def vocabulary_size(self):
@@ -268,6 +292,9 @@ class WordPieceTokenizer(Tokenizer):
                 "split_on_cjk": self.split_on_cjk,
                 "suffix_indicator": self.suffix_indicator,
                 "special_tokens_in_strings": self.special_tokens_in_strings,
+                "special_tokens": (
+                    None if self._special_token_map is None else dict(self._special_token_map)
+                ),
             }
         )
         return config
@@ -309,19 +336,57 @@ def _keep_whole_alphabet(vocabulary, vocabulary_size, suffix_indicator):
     return head + pieces[: vocabulary_size - len(head)]
 
 
-def _check_vocabulary(vocabulary):
+def _check_special_tokens(special_tokens):
+    """`special_tokens` as a `{role: token}` dict over every special role,
+    or `None` for the keras-attn tokens at ids 0-6."""
+    if special_tokens is None:
+        return None
+    if not isinstance(special_tokens, dict):
+        raise ValueError(
+            "`special_tokens` must be None or a dict mapping each role of "
+            f"{list(SPECIAL_ROLES)} to a token. Received: special_tokens={special_tokens!r}"
+        )
+    missing = [role for role in SPECIAL_ROLES if role not in special_tokens]
+    unknown = sorted(str(role) for role in special_tokens if role not in SPECIAL_ROLES)
+    if missing or unknown:
+        raise ValueError(
+            f"`special_tokens` must map exactly the roles {list(SPECIAL_ROLES)} to tokens. "
+            f"Received: special_tokens missing {missing} and with unknown roles {unknown}"
+        )
+    bad = {role: token for role, token in special_tokens.items() if not isinstance(token, str)
+           or not token or "\n" in token}
+    if bad:
+        raise ValueError(
+            "`special_tokens` must map roles to non-empty token strings without newlines. "
+            f"Received: special_tokens with {bad!r}"
+        )
+    return {role: special_tokens[role] for role in SPECIAL_ROLES}
+
+
+def _check_vocabulary(vocabulary, special_tokens=None):
     if isinstance(vocabulary, str) or not all(isinstance(token, str) for token in vocabulary):
         raise ValueError(
             "`vocabulary` must be a list of token strings. "
             f"Received: vocabulary={_preview(vocabulary)}"
         )
     vocabulary = list(vocabulary)
-    if tuple(vocabulary[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-        raise ValueError(
-            f"`vocabulary` must start with the special tokens {list(SPECIAL_TOKENS)}. "
-            f"Received: vocabulary={_preview(vocabulary)}"
-        )
-    if len(vocabulary) == len(SPECIAL_TOKENS):
+    if special_tokens is None:
+        if tuple(vocabulary[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(
+                f"`vocabulary` must start with the special tokens {list(SPECIAL_TOKENS)}. "
+                f"Received: vocabulary={_preview(vocabulary)}"
+            )
+        special_count = len(SPECIAL_TOKENS)
+    else:
+        present = set(vocabulary)
+        absent = {role: token for role, token in special_tokens.items() if token not in present}
+        if absent:
+            raise ValueError(
+                "`vocabulary` must hold every token of `special_tokens`. Received: "
+                f"vocabulary={_preview(vocabulary)} without {absent!r}"
+            )
+        special_count = len(set(special_tokens.values()))
+    if len(vocabulary) <= special_count:
         raise ValueError(
             "`vocabulary` must have tokens besides the special tokens. "
             f"Received: vocabulary={_preview(vocabulary)}"

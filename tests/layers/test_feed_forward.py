@@ -30,6 +30,9 @@ def _numpy_feed_forward(x, w, activation):
     elif activation == "gelu":
         erf = np.vectorize(math.erf)
         hidden = 0.5 * hidden * (1.0 + erf(hidden / math.sqrt(2.0)))
+    elif activation == "gelu_approximate":
+        inner = math.sqrt(2.0 / math.pi) * (hidden + 0.044715 * hidden**3)
+        hidden = 0.5 * hidden * (1.0 + np.tanh(inner))
     else:
         hidden = np.maximum(hidden, 0.0)
     return hidden @ w["output_dense/kernel"] + w["output_dense/bias"]
@@ -58,7 +61,7 @@ def test_layer_checks(init_kwargs, tmp_path):
     )
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "swiglu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_approximate", "swiglu"])
 def test_matches_numpy(activation):
     layer = FeedForward(intermediate_dim=16, activation=activation, name="ffn")
     layer.build(X.shape)

@@ -1,6 +1,13 @@
 """Converting pretrained keras-hub checkpoints into keras-attn models with
 the same numbers: each family's backbone weights and tokenizer."""
 
+from keras_attn.models.converters.bert import (
+    convert_bert_backbone,
+    convert_bert_tokenizer,
+    convert_distil_bert_backbone,
+    copy_classifier_head,
+    copy_masked_lm_head,
+)
 from keras_attn.models.converters.gpt2 import convert_gpt2_backbone, convert_gpt2_tokenizer
 from keras_attn.models.converters.keras_hub_checkpoints import (
     check_backbone_class,
@@ -9,6 +16,11 @@ from keras_attn.models.converters.keras_hub_checkpoints import (
 
 __all__ = [
     "check_backbone_class",
+    "convert_bert_backbone",
+    "convert_bert_tokenizer",
+    "convert_distil_bert_backbone",
+    "copy_classifier_head",
+    "copy_masked_lm_head",
     "convert_gpt2_backbone",
     "convert_gpt2_tokenizer",
     "keras_hub_parts",
