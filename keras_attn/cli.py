@@ -428,9 +428,6 @@ def _convert(args):
             f"OUT_DIR {args.output!r} already exists; pass --overwrite to replace it"
         )
     cls = getattr(models, _CONVERT_TASKS[args.task])
-    if not hasattr(cls, "from_keras_hub"):
-        raise ValueError(f"--task {args.task}: this keras-attn cannot convert keras-hub models "
-                         "to that task yet")
     options = {}
     if args.sequence_length is not None:
         options["sequence_length"] = args.sequence_length
