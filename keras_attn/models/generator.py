@@ -16,6 +16,11 @@ from keras_attn.generation.decoding import check_prompts
 from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.generation.sampling import check_sampling_options
 from keras_attn.models import serving
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_backbone_class,
+    keras_hub_parts,
+)
+from keras_attn.models.converters.llama import llama_generator_parts
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
 from keras_attn.models.generator_presets import GENERATOR_PRESETS
@@ -45,6 +50,10 @@ from keras_attn.utils.arguments import (
 )
 from keras_attn.utils.keras_compat import without_keras_mask
 from keras_attn.utils.untracked import Untracked
+
+# keras-hub backbone class -> `(hub_backbone, hub_tokenizer, **kwargs) ->
+# (DecoderBackbone, tokenizer)`, for `Generator.from_keras_hub`.
+KERAS_HUB_CONVERTERS = {"LlamaBackbone": llama_generator_parts}
 
 # Decoding buffers are rounded up to a multiple of this, so prompts of
 # similar lengths share one compiled decoding loop.
@@ -110,6 +119,31 @@ class Generator(Task):
         )
         # Every sublayer is built above: weights exist before any call.
         self.built = True
+
+    @classmethod
+    def from_keras_hub(cls, preset_or_model, tokenizer=None, **kwargs):
+        """A generator with a keras-hub checkpoint's weights and tokenizer.
+
+        Args:
+            preset_or_model: a keras-hub preset name (keras-hub downloads it),
+                or a built keras-hub backbone or causal LM (offline).
+            tokenizer: the keras-hub tokenizer, needed with a bare backbone.
+            **kwargs: passed to the family's converter, e.g.
+                `sequence_length` and `dtype` for LLaMA.
+
+        Returns:
+            A `Generator` computing the checkpoint's logits.
+
+        Raises:
+            ValueError: for a family or a setting keras-attn cannot express,
+                naming it. OSError: when a preset cannot be loaded.
+        """
+        hub_backbone, hub_tokenizer = keras_hub_parts(preset_or_model, tokenizer)
+        convert = check_backbone_class(
+            hub_backbone, KERAS_HUB_CONVERTERS, "Generator.from_keras_hub"
+        )
+        backbone, converted_tokenizer = convert(hub_backbone, hub_tokenizer, **kwargs)
+        return cls(backbone, converted_tokenizer)
 
     @classmethod
     def from_parts(cls, backbone_config, tokenizers, **task_args):
