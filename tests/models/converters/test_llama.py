@@ -302,7 +302,6 @@ def test_preset_directory_round_trip_keeps_outputs(converted, tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_export_serves_the_python_generations(converted, tmp_path):
     path = str(tmp_path / "llama_export")
     export(converted, path, max_new_tokens=5)
