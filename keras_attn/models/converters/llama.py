@@ -77,7 +77,7 @@ def llama_backbone_config(hub_backbone, sequence_length=DEFAULT_SEQUENCE_LENGTH)
             f"keras-attn cannot convert this LlamaBackbone: hidden_dim={hidden_dim} is not "
             f"divisible by num_query_heads={num_heads}"
         )
-    return dict(
+    config = dict(
         vocabulary_size=hub_backbone.vocabulary_size,
         sequence_length=sequence_length,
         num_layers=hub_backbone.num_layers,
@@ -95,6 +95,12 @@ def llama_backbone_config(hub_backbone, sequence_length=DEFAULT_SEQUENCE_LENGTH)
         norm_epsilon=float(hub_backbone.layer_norm_epsilon),
         use_bias=False,
     )
+    if "pad_token_id" in DecoderBackbone.config_keys:
+        # LLaMA has no padding token: its id 0 is `<unk>`, a real token.
+        # keras-hub pads with 0 behind an explicit padding mask; so do the
+        # preprocessors here, with sample weights.
+        config["pad_token_id"] = None
+    return config
 
 
 def convert_llama_backbone(hub_backbone, sequence_length=DEFAULT_SEQUENCE_LENGTH, dtype=None):

@@ -213,6 +213,21 @@ def test_text_generation_starts_with_the_checkpoints_bos(hub_parts, converted):
     assert isinstance(converted.generate("The quick", max_new_tokens=4), str)
 
 
+def test_a_causal_lm_brings_its_tokenizer_and_a_missing_preset_fails_in_one_line(
+    hub_parts, converted, tmp_path
+):
+    hub_backbone, hub_tokenizer = hub_parts
+    causal_lm = keras_hub.models.LlamaCausalLM(
+        backbone=hub_backbone,
+        preprocessor=keras_hub.models.LlamaCausalLMPreprocessor(hub_tokenizer),
+    )
+    model = Generator.from_keras_hub(causal_lm, sequence_length=SEQUENCE_LENGTH)
+    assert model.tokenizer.get_vocabulary() == converted.tokenizer.get_vocabulary()
+    with pytest.raises(OSError, match="could not load") as error:
+        Generator.from_keras_hub(str(tmp_path / "no_such_preset"))
+    assert "\n" not in str(error.value)
+
+
 # ------------------------------------------------------ refused settings
 
 
