@@ -43,8 +43,8 @@ class TransformerDecoderBlock(TransformerBlockBase):
     Args:
         num_heads, intermediate_dim, key_dim, num_key_value_heads, dropout,
         attention_dropout, activation, normalization, norm_first,
-        norm_epsilon, use_bias, rope_max_wavelength, kernel_initializer,
-        bias_initializer, seed: as for `TransformerEncoderBlock`. The rotary
+        norm_epsilon, use_bias, rope_max_wavelength, rope_scaling_factor,
+        kernel_initializer, bias_initializer, seed: as for `TransformerEncoderBlock`. The rotary
             embedding (if any) applies to self-attention only.
         use_cross_attention: whether the block attends to an encoder.
         cross_attention_num_heads: heads of the cross-attention; defaults

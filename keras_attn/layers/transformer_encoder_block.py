@@ -61,6 +61,7 @@ class TransformerBlockBase(keras.layers.Layer):
         norm_epsilon=1e-5,
         use_bias=True,
         rope_max_wavelength=None,
+        rope_scaling_factor=1.0,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         seed=None,
@@ -87,6 +88,9 @@ class TransformerBlockBase(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.rope_max_wavelength = check_positive_number(
             "rope_max_wavelength", rope_max_wavelength, allow_none=True
+        )
+        self.rope_scaling_factor = float(
+            check_positive_number("rope_scaling_factor", rope_scaling_factor)
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -121,6 +125,7 @@ class TransformerBlockBase(keras.layers.Layer):
             use_bias=self.use_bias,
             output_shape=hidden_dim,
             rope_max_wavelength=self.rope_max_wavelength if rotary else None,
+            rope_scaling_factor=self.rope_scaling_factor,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
             seed=self._seed(seed_offset),
@@ -207,6 +212,7 @@ class TransformerBlockBase(keras.layers.Layer):
                 "norm_epsilon": self.norm_epsilon,
                 "use_bias": self.use_bias,
                 "rope_max_wavelength": self.rope_max_wavelength,
+                "rope_scaling_factor": self.rope_scaling_factor,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "seed": self.seed,
@@ -245,6 +251,9 @@ class TransformerEncoderBlock(TransformerBlockBase):
         use_bias: whether dense projections have biases.
         rope_max_wavelength: if set, rotary position embedding of queries and
             keys with this base.
+        rope_scaling_factor: positive number, the rotary embedding divides
+            positions by it (linear position interpolation); 1 changes
+            nothing.
         kernel_initializer, bias_initializer: for every dense projection.
         seed: base seed of the dropout layers (reproducible training).
         **kwargs: standard layer arguments (`name`, `dtype`, ...).

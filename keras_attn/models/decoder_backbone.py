@@ -18,6 +18,7 @@ from keras_attn.models.backbone import (
     stack_attention_scores,
 )
 from keras_attn.utils.arguments import (
+    check_boolean,
     check_choice,
     check_ids_in_range,
     check_positive_int,
@@ -60,6 +61,8 @@ class DecoderBackbone(Backbone):
         normalization: `"layer_norm"` or `"rms_norm"`.
         position_encoding: `"learned"`, `"sinusoidal"` or `"rotary"`.
         rope_max_wavelength: rotary base when `position_encoding="rotary"`.
+        rope_scaling_factor: with rotary positions, positions are divided by
+            it (linear position interpolation); 1 changes nothing.
         tie_embeddings: project onto the transposed token embedding matrix
             (otherwise `token_embedding` holds a separate output matrix).
         norm_epsilon: epsilon of every norm.
@@ -68,6 +71,8 @@ class DecoderBackbone(Backbone):
             mask; `None` when the vocabulary has no padding token (GPT-2):
             every position is then real unless a `padding_mask` says
             otherwise. Default 0 (`[PAD]` of keras-attn tokenizers).
+        use_bias: whether the attention and feed-forward projections have
+            biases (GPT-2: yes; LLaMA-style models: no).
 
     Attributes:
         token_embedding: the `keras.layers.ReversibleEmbedding` of the tokens.
@@ -134,6 +139,8 @@ class DecoderBackbone(Backbone):
         "tie_embeddings",
         "norm_epsilon",
         "pad_token_id",
+        "use_bias",
+        "rope_scaling_factor",
     )
 
     def __init__(
@@ -154,6 +161,8 @@ class DecoderBackbone(Backbone):
         tie_embeddings=True,
         norm_epsilon=1e-5,
         pad_token_id=0,
+        use_bias=True,
+        rope_scaling_factor=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -174,7 +183,11 @@ class DecoderBackbone(Backbone):
         self.rope_max_wavelength = check_positive_number(
             "rope_max_wavelength", rope_max_wavelength
         )
+        self.rope_scaling_factor = float(
+            check_positive_number("rope_scaling_factor", rope_scaling_factor)
+        )
         self.tie_embeddings = bool(tie_embeddings)
+        self.use_bias = check_boolean("use_bias", use_bias)
         rotary = position_encoding == "rotary"
 
         self.embedding = TokenAndPositionEmbedding(
@@ -196,6 +209,8 @@ class DecoderBackbone(Backbone):
                     num_heads=count,
                     num_key_value_heads=self.num_key_value_heads,
                     rope_max_wavelength=rope_max_wavelength if rotary else None,
+                    rope_scaling_factor=self.rope_scaling_factor,
+                    use_bias=self.use_bias,
                 ),
                 name=f"decoder_block_{i}",
             )

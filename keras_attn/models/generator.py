@@ -21,6 +21,7 @@ from keras_attn.models.converters.keras_hub_checkpoints import (
     check_backbone_class,
     keras_hub_parts,
 )
+from keras_attn.models.converters.llama import convert_llama_backbone, convert_llama_tokenizer
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.models.evaluation import in_batches, limit_examples, token_scores
 from keras_attn.models.generator_presets import GENERATOR_PRESETS
@@ -63,6 +64,7 @@ DEFAULT_MAX_NEW_TOKENS = 32
 # tokenizer converter the keras-hub tokenizer.
 KERAS_HUB_CONVERTERS = {
     "GPT2Backbone": (convert_gpt2_backbone, convert_gpt2_tokenizer),
+    "LlamaBackbone": (convert_llama_backbone, convert_llama_tokenizer),
 }
 
 
@@ -136,7 +138,9 @@ class Generator(Task):
         """A `Generator` with the weights and tokenizer of a keras-hub
         checkpoint, computing the same logits (float32).
 
-        Families: `KERAS_HUB_CONVERTERS` (GPT-2: `GPT2Backbone`).
+        Families: `KERAS_HUB_CONVERTERS` (GPT-2: `GPT2Backbone`; LLaMA:
+        `LlamaBackbone`, rotary positions, grouped-query attention, RMSNorm,
+        SwiGLU, no biases).
 
         Args:
             preset_or_model: a keras-hub preset name or handle (keras-hub
@@ -146,8 +150,9 @@ class Generator(Task):
             tokenizer: the checkpoint's keras-hub tokenizer, needed with a
                 bare backbone; or a keras-attn tokenizer to use as is.
             **kwargs: options of the family's backbone converter, e.g.
-                `sequence_length` (default the checkpoint's longest; a
-                shorter one decodes faster) and `dropout` for GPT-2.
+                `sequence_length` (GPT-2: default the checkpoint's longest, a
+                shorter one decodes faster; LLaMA: default 2048, its positions
+                have no limit) and `dropout` for GPT-2, `dtype` for LLaMA.
 
         Example (keras-hub downloads the checkpoint; see
         tests/models/converters/test_gpt2.py for an offline one)::

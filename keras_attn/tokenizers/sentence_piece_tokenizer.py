@@ -22,6 +22,7 @@ from keras_attn.tokenizers.special_tokens import (
     PAD_ID,
     PAD_TOKEN,
     SEP_TOKEN,
+    SPECIAL_ROLES,
     SPECIAL_TOKENS,
     UNK_ID,
     UNK_TOKEN,
@@ -103,6 +104,13 @@ class SentencePieceTokenizer(Tokenizer):
     byte pieces that do not form UTF-8 (a model's output can be anything)
     as U+FFFD.
 
+    A pretrained checkpoint's model (e.g. LLaMA's, with `<unk>`, `<s>`,
+    `</s>` at ids 0, 1, 2) keeps its own pieces and ids: pass
+    `special_tokens`, which piece plays each role. Its ids are then those
+    of the checkpoint's own SentencePiece tokenizer (keras-hub's, on the
+    same text), normalization and dummy prefix included; a literal `"▁"`
+    in the text reads as a space there, as in the checkpoint's training.
+
     `tokenize` / `detokenize` run tensorflow-text's SentencePiece kernels,
     so they work in `tf.data`, the preprocessors and exported SavedModels
     (a server loads tensorflow-text's ops, see `keras_attn.export.export`).
@@ -112,8 +120,15 @@ class SentencePieceTokenizer(Tokenizer):
     Args:
         proto: the serialized SentencePiece model (`bytes`), or the path of
             a `.model` file, whose first seven pieces are
-            `keras_attn.tokenizers.SPECIAL_TOKENS`; or `None` to load it
-            later with `load_assets`.
+            `keras_attn.tokenizers.SPECIAL_TOKENS` (without `special_tokens`);
+            or `None` to load it later with `load_assets`.
+        special_tokens: `None` (the keras-attn special tokens at ids 0-6),
+            or for a checkpoint's model a dict naming, for each of the roles
+            `"pad"`, `"unk"`, `"bos"`, `"eos"`, `"sep"`, `"cls"`, `"mask"`,
+            the piece of `proto` that plays it (roles may share a piece:
+            LLaMA has no padding, separator, class or mask token and maps
+            them to `<unk>`, `</s>`, `<s>`, `<unk>`). `special_token_ids`
+            follows; the mapping is kept in `get_config()`.
         **kwargs: standard layer arguments (`name`, ...).
 
     Example:
@@ -125,9 +140,10 @@ class SentencePieceTokenizer(Tokenizer):
     True
     """
 
-    def __init__(self, proto=None, **kwargs):
+    def __init__(self, proto=None, special_tokens=None, **kwargs):
         super().__init__(**kwargs)
         self._proto = None
+        self._special_tokens = _check_special_tokens(special_tokens)
         if proto is not None:
             self.set_proto(proto)
 
@@ -214,19 +230,39 @@ class SentencePieceTokenizer(Tokenizer):
                 f"bytes that SentencePiece cannot read ({error})"
             ) from None
         pieces = [processor.id_to_piece(index) for index in range(processor.get_piece_size())]
-        if tuple(pieces[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+        piece_ids = {piece: index for index, piece in enumerate(pieces)}
+        if self._special_tokens is not None:
+            missing = {
+                role: piece for role, piece in self._special_tokens.items()
+                if piece not in piece_ids
+            }
+            if missing:
+                raise ValueError(
+                    "`special_tokens` must name pieces of `proto`. Received: "
+                    f"special_tokens with {missing}, which the model does not have"
+                )
+        elif tuple(pieces[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise ValueError(
                 f"`proto` must be a SentencePiece model whose first pieces are the special "
                 f"tokens {list(SPECIAL_TOKENS)} (as `SentencePieceTokenizer.train` makes). "
                 f"Received: a model starting with {pieces[: len(SPECIAL_TOKENS)]}"
             )
-        if len(pieces) == len(SPECIAL_TOKENS):
+        if self._special_tokens is None and len(pieces) == len(SPECIAL_TOKENS):
             raise ValueError("`proto` must have pieces besides the special tokens.")
         self._proto = proto
         untracked = self._untracked
         untracked.pieces = pieces
-        untracked.piece_ids = {piece: index for index, piece in enumerate(pieces)}
-        untracked.symbol_byte_ids = _byte_ids(processor, WHITESPACE_SYMBOL)
+        untracked.piece_ids = piece_ids
+        untracked.byte_fallback = _byte_ids(processor, WHITESPACE_SYMBOL) is not None
+        # A checkpoint's model reads "▁" as its training did (a space); only
+        # the lossless models trained here spell it in bytes.
+        untracked.symbol_byte_ids = (
+            _byte_ids(processor, WHITESPACE_SYMBOL) if self._special_tokens is None else None
+        )
+        untracked.special_token_ids = (
+            None if self._special_tokens is None
+            else {role: piece_ids[piece] for role, piece in self._special_tokens.items()}
+        )
         self._forget_graphs()
 
     @property
@@ -238,7 +274,22 @@ class SentencePieceTokenizer(Tokenizer):
     def byte_fallback(self):
         """Whether characters without pieces are spelled in bytes (lossless)."""
         self._checked_proto()
-        return self._untracked.symbol_byte_ids is not None
+        return self._untracked.byte_fallback
+
+    @property
+    def special_token_ids(self):
+        """`{role: id}`: 0-6 for models trained here; with `special_tokens`,
+        the ids of the checkpoint's pieces (known once the proto is)."""
+        if self._special_tokens is None:
+            return super().special_token_ids
+        self._checked_proto()
+        return dict(self._untracked.special_token_ids)
+
+    @property
+    def special_tokens_by_role(self):
+        """The `special_tokens` mapping `{role: piece}` given at
+        construction, or `None` for the keras-attn special tokens."""
+        return None if self._special_tokens is None else dict(self._special_tokens)
 
     @property
     def has_vocabulary(self):
@@ -316,13 +367,34 @@ class SentencePieceTokenizer(Tokenizer):
 
     def get_config(self):
         # The proto travels as an asset (`save_assets`), not in the config.
-        return super().get_config()
+        config = super().get_config()
+        config["special_tokens"] = self.special_tokens_by_role
+        return config
 
     def save_assets(self, dir_path):
         write_bytes_atomically(os.path.join(dir_path, MODEL_FILENAME), self._checked_proto())
 
     def load_assets(self, dir_path):
         self.set_proto(os.path.join(dir_path, MODEL_FILENAME))
+
+
+def _check_special_tokens(special_tokens):
+    """`None`, or a `{role: piece}` dict naming exactly the special roles."""
+    if special_tokens is None:
+        return None
+    if not isinstance(special_tokens, dict) or set(special_tokens) != set(SPECIAL_ROLES):
+        received = sorted(special_tokens) if isinstance(special_tokens, dict) else special_tokens
+        raise ValueError(
+            f"`special_tokens` must be None or a dict naming a piece for each of the roles "
+            f"{list(SPECIAL_ROLES)}. Received: special_tokens={received!r}"
+        )
+    for role, piece in special_tokens.items():
+        if not isinstance(piece, str) or not piece:
+            raise ValueError(
+                f"`special_tokens[{role!r}]` must be a piece (a non-empty string). "
+                f"Received: {piece!r}"
+            )
+    return {role: special_tokens[role] for role in SPECIAL_ROLES}
 
 
 def _byte_ids(processor, text):

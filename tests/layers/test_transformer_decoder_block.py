@@ -373,3 +373,27 @@ def test_bad_cross_attention_num_heads():
         TransformerDecoderBlock(
             num_heads=2, cross_attention_num_heads=3, intermediate_dim=8, use_cross_attention=True
         )(X, ENC)
+
+
+def test_rope_scaling_factor_reaches_the_rotary_embedding_and_round_trips(tmp_path):
+    config = {"num_heads": 4, "num_key_value_heads": 2, "intermediate_dim": 24,
+              "rope_max_wavelength": 100}
+    plain = TransformerDecoderBlock(**config)
+    scaled = TransformerDecoderBlock(**config, rope_scaling_factor=4.0)
+    plain(X), scaled(X)
+    scaled.set_weights(plain.get_weights())
+    assert scaled.self_attention._rotary.scaling_factor == 4.0
+    # Position 0 has angle 0 whatever the scaling; later positions differ.
+    np.testing.assert_allclose(ops.convert_to_numpy(scaled(X))[:, 0],
+                               ops.convert_to_numpy(plain(X))[:, 0], atol=1e-6)
+    assert not np.allclose(ops.convert_to_numpy(scaled(X))[:, 1:],
+                           ops.convert_to_numpy(plain(X))[:, 1:], atol=1e-4)
+    clone = TransformerDecoderBlock.from_config(scaled.get_config())
+    assert clone.get_config()["rope_scaling_factor"] == 4.0
+    path = str(tmp_path / "block.keras")
+    keras.Sequential([keras.Input((T, D)), scaled]).save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(ops.convert_to_numpy(restored(X)),
+                               ops.convert_to_numpy(scaled(X)), atol=1e-6)
+    with pytest.raises(ValueError, match="rope_scaling_factor"):
+        TransformerDecoderBlock(**config, rope_scaling_factor=0)

@@ -313,3 +313,61 @@ def test_exported_generator_serves_python_outputs_in_a_fresh_process(generator, 
     answer = run_in_fresh_process(path, [("serving_default", {"inputs": PROMPTS})])
     assert answer["leaked"] == []
     assert answer["results"][0]["outputs"]["texts"] == expected
+
+
+def _checkpoint_proto():
+    """A model laid out as LLaMA's: `<unk>`, `<s>`, `</s>` at 0, 1, 2, no
+    padding piece, a dummy prefix space."""
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_writer=model, vocab_size=400, model_type="bpe",
+        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        hard_vocab_limit=False, num_threads=1, minloglevel=2,
+    )
+    return model.getvalue()
+
+
+CHECKPOINT_ROLES = {
+    "pad": "<unk>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "sep": "</s>", "cls": "<s>",
+    "mask": "<unk>",
+}
+
+
+def test_a_checkpoint_model_keeps_its_own_pieces_and_special_ids(tmp_path):
+    proto = _checkpoint_proto()
+    tokenizer = SentencePieceTokenizer(proto=proto, special_tokens=CHECKPOINT_ROLES)
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    texts = CORPUS[:8] + ["a▁b", "  spaced  out  "]
+    # SentencePiece's own ids, the literal "▁" read as a space as the
+    # checkpoint was trained to.
+    assert tokenizer.tokenize(texts).to_list() == [processor.encode(text) for text in texts]
+    assert tokenizer.special_token_ids == {
+        "pad": 0, "unk": 0, "bos": 1, "eos": 2, "sep": 2, "cls": 1, "mask": 0
+    }
+    assert tokenizer.structural_ids == (0, 1, 2) and tokenizer.byte_fallback
+    ids = tf.ragged.constant([[1, *processor.encode("Save the file"), 2, 5, 6]])
+    assert tokenizer.detokenize(ids).numpy().tolist() == [b"Save the file"]
+    assert tokenizer.get_config()["special_tokens"] == CHECKPOINT_ROLES
+    tokenizer.save(str(tmp_path))
+    restored = Tokenizer.from_directory(str(tmp_path))
+    assert restored.special_token_ids == tokenizer.special_token_ids
+    assert restored.tokenize(texts).to_list() == tokenizer.tokenize(texts).to_list()
+    # Tokenizers trained here keep the keras-attn ids and say so.
+    trained = SentencePieceTokenizer.train(CORPUS, vocabulary_size=400)
+    assert trained.get_config()["special_tokens"] is None
+    assert trained.special_token_ids["pad"] == 0 and trained.special_token_ids["mask"] == 6
+
+
+@pytest.mark.parametrize(
+    "special_tokens, match",
+    [
+        ({"bos": "<s>"}, "special_tokens.*roles"),
+        (["<s>"], "special_tokens"),
+        (dict(CHECKPOINT_ROLES, mask=""), r"special_tokens\['mask'\]"),
+        (dict(CHECKPOINT_ROLES, pad="<pad>"), "special_tokens.*<pad>"),
+    ],
+)
+def test_bad_special_tokens_are_refused_by_name(special_tokens, match):
+    with pytest.raises(ValueError, match=match):
+        SentencePieceTokenizer(proto=_checkpoint_proto(), special_tokens=special_tokens)

@@ -13,15 +13,25 @@ from keras_attn.models.converters.keras_hub_checkpoints import (
     check_backbone_class,
     keras_hub_parts,
 )
+from keras_attn.models.converters.llama import (
+    LLAMA_SPECIAL_TOKENS,
+    convert_llama_backbone,
+    convert_llama_tokenizer,
+    llama_backbone_config,
+)
 
 __all__ = [
+    "LLAMA_SPECIAL_TOKENS",
     "check_backbone_class",
     "convert_bert_backbone",
     "convert_bert_tokenizer",
     "convert_distil_bert_backbone",
-    "copy_classifier_head",
-    "copy_masked_lm_head",
     "convert_gpt2_backbone",
     "convert_gpt2_tokenizer",
+    "convert_llama_backbone",
+    "convert_llama_tokenizer",
+    "copy_classifier_head",
+    "copy_masked_lm_head",
     "keras_hub_parts",
+    "llama_backbone_config",
 ]
