@@ -94,12 +94,11 @@ def llama_backbone_config(hub_backbone, sequence_length=DEFAULT_SEQUENCE_LENGTH)
         tie_embeddings=bool(hub_backbone.token_embedding.tie_weights),
         norm_epsilon=float(hub_backbone.layer_norm_epsilon),
         use_bias=False,
-    )
-    if "pad_token_id" in DecoderBackbone.config_keys:
         # LLaMA has no padding token: its id 0 is `<unk>`, a real token.
         # keras-hub pads with 0 behind an explicit padding mask; so do the
         # preprocessors here, with sample weights.
-        config["pad_token_id"] = None
+        pad_token_id=None,
+    )
     return config
 
 
