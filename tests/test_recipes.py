@@ -4,6 +4,7 @@ import os
 import shutil
 
 import keras
+import numpy as np
 import pytest
 import yaml
 
@@ -577,3 +578,197 @@ def test_a_translator_on_your_own_pairs_gets_a_lossless_tokenizer(tmp_path):
     assert 263 < tokenizer.vocabulary_size <= 4000
     text = "Datei 7 speichern  (Strg+S)."
     assert tokenizer.detokenize(tokenizer.tokenize(text)).numpy().decode() == text
+
+
+# ------------------------------------------------- keras-hub checkpoints
+
+SENTIMENT_WORDS = (
+    "acting awful bad boring dull ending excellent film fun good great movie not plot poor "
+    "quite really show superb terrible the this very was wonderful"
+).split()
+
+
+def _randomize(model, seed):
+    """Weights far from any initializer's, so a model that did not start from
+    the checkpoint cannot pass for one that did."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.normal(0.0, 0.2, weight.shape).astype(weight.dtype))
+
+
+@pytest.fixture(scope="module")
+def keras_hub_presets(tmp_path_factory):
+    """A small GPT-2 causal LM and BERT classifier with random weights, each
+    written by keras-hub's `save_to_preset` (as a downloaded preset is)."""
+    import keras_hub
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+    root = tmp_path_factory.mktemp("keras_hub_presets")
+    keras.utils.set_random_seed(5)
+    vocabulary = {symbol: index for index, symbol in enumerate(bytes_to_unicode()[1])}
+    merges = ["a b", "c d"]
+    vocabulary.update({"ab": len(vocabulary), "cd": len(vocabulary) + 1})
+    vocabulary["<|endoftext|>"] = len(vocabulary)
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
+    gpt2 = keras_hub.models.GPT2CausalLM(
+        keras_hub.models.GPT2Backbone(
+            vocabulary_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=32,
+        ),
+        preprocessor=keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=16),
+    )
+    _randomize(gpt2, 0)
+    gpt2.save_to_preset(str(root / "gpt2"))
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *SENTIMENT_WORDS]
+    bert = keras_hub.models.BertTextClassifier(
+        keras_hub.models.BertBackbone(
+            vocabulary_size=len(words), num_layers=1, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=32,
+        ),
+        num_classes=2,
+        preprocessor=keras_hub.models.BertTextClassifierPreprocessor(
+            keras_hub.models.BertTokenizer(vocabulary=words, lowercase=True), sequence_length=32
+        ),
+    )
+    _randomize(bert, 1)
+    bert.save_to_preset(str(root / "bert"))
+    return {"gpt2": str(root / "gpt2"), "bert": str(root / "bert")}
+
+
+def _hub_recipe(task, preset, **changes):
+    data = {
+        "generator": {"train": {"source": "builtin", "name": "alphabet_runs", "num_examples": 32}},
+        "classifier": {
+            "train": {"source": "builtin", "name": "sentiment_negation", "num_examples": 32},
+            "test": {"source": "builtin", "name": "sentiment_negation", "num_examples": 8},
+        },
+    }[task]
+    return {
+        "task": task,
+        "preset": f"keras_hub:{preset}",
+        "model": {"sequence_length": 16, "dropout": 0.0},
+        "data": data,
+        "training": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
+                     "jit_compile": False, "tensorboard": False},
+        **changes,
+    }
+
+
+class _KeepModel(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        self.trained = self.model
+
+
+# Two Adam updates at a learning rate of 1e-3 move a dense weight by about
+# 2e-3 (an embedding a few times that: TensorFlow's sparse gradients repeat
+# rows); a model that did not start from the checkpoint (weights of scale
+# 0.2) would be off by far more.
+CHECKPOINT_DISTANCE = 0.05
+
+
+@pytest.mark.parametrize("task, family", [("generator", "gpt2"), ("classifier", "bert")])
+def test_a_keras_hub_checkpoint_fine_tunes_through_a_recipe(keras_hub_presets, task, family,
+                                                            tmp_path):
+    from keras_attn.models import Task
+
+    cls = Task.for_name(task)
+    hub_dir = keras_hub_presets[family]
+    keep = _KeepModel()
+    lines = []
+    record = train_recipe(_hub_recipe(task, hub_dir), tmp_path / "run", log=lines.append,
+                          verbose=0, callbacks=[keep])
+    assert record["training"]["steps"] == 2  # 32 examples, batches of 16
+    assert record["preset"] == f"keras_hub:{hub_dir}"
+    assert "tokenizer" not in record["recipe"]  # the checkpoint's own
+    assert any("converted from keras-hub" in line for line in lines)
+    reloaded = cls.from_preset(str(tmp_path / "run" / "preset"))
+    assert reloaded.backbone.sequence_length == 16
+    # Overrides of the recipe's `model:` (the checkpoints' dropout is 0.1).
+    owner = reloaded if task == "classifier" else reloaded.backbone
+    assert owner.get_config()["dropout"] == 0.0
+    texts = ["abcdef", "not bad"]
+    inputs = reloaded.texts_to_inputs(texts).inputs
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(keep.trained(inputs)),
+        keras.ops.convert_to_numpy(reloaded(inputs)),
+    )
+    # Trained from the checkpoint: two Adam updates away from its weights.
+    converted = cls.from_keras_hub(hub_dir, **_hub_arguments(task, reloaded))
+    assert type(reloaded.tokenizer) is type(converted.tokenizer)
+    np.testing.assert_equal(inputs, converted.texts_to_inputs(texts).inputs)
+    backbone_moves = [
+        np.abs(keras.ops.convert_to_numpy(ours) - keras.ops.convert_to_numpy(theirs)).max()
+        for ours, theirs in zip(reloaded.backbone.weights, converted.backbone.weights,
+                                strict=True)
+    ]
+    assert 0 < max(backbone_moves) < CHECKPOINT_DISTANCE
+    if task == "classifier":
+        assert reloaded.num_classes == 2
+        assert reloaded.label_names == ["negative", "positive"]
+        assert record["metrics"]["examples"] == 8
+
+
+def _hub_arguments(task, model):
+    arguments = {"sequence_length": 16}
+    if task == "classifier":
+        arguments["num_classes"] = model.num_classes
+    return arguments
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": {"num_layers": 2}},
+         r"model\.num_layers: is not an option of a keras-hub checkpoint's conversion into a "
+         r"classifier.*\(known: dropout, label_names, num_classes, pooling, sequence_length\)"),
+        ({"tokenizer": {"type": "byte"}},
+         r"tokenizer: does not apply to a keras_hub: preset \('bert_base_en_uncased' brings "
+         r"its checkpoint's tokenizer\): drop this section"),
+        ({"task": "translator", "data": {"train": "number_words"}},
+         r"preset: keras_hub: presets build classifier, generator, masked_lm recipes"),
+        ({"preset": "keras_hub:"}, r"preset: keras_hub: must be followed by a keras-hub preset"),
+    ],
+)
+def test_keras_hub_recipes_refuse_what_the_checkpoint_decides(tmp_path, change, message):
+    recipe = {**_hub_recipe("classifier", "bert_base_en_uncased"), **change}
+    with pytest.raises(ValueError, match=rf"hub\.yaml: {message}"):
+        load_recipe(_write(tmp_path, recipe, "hub.yaml"))
+
+
+def test_a_keras_hub_preset_directory_is_taken_from_the_recipe_folder(tmp_path):
+    (tmp_path / "checkpoints" / "bert").mkdir(parents=True)
+    recipe = {**_hub_recipe("classifier", "checkpoints/bert"), "model": {}}
+    loaded = load_recipe(_write(tmp_path, recipe))
+    assert loaded["preset"] == f"keras_hub:{tmp_path / 'checkpoints' / 'bert'}"
+    assert "tokenizer" not in with_defaults(loaded)
+
+
+def test_a_checkpoint_of_another_task_is_refused_naming_the_families(keras_hub_presets,
+                                                                     tmp_path):
+    recipe = _hub_recipe("classifier", keras_hub_presets["gpt2"])
+    with pytest.raises(ValueError, match=r"^preset: keras_hub:.*gpt2: Classifier\.from_keras_hub "
+                                         r"converts BertBackbone, DistilBertBackbone"):
+        train_recipe(recipe, tmp_path / "run", log=_quiet, verbose=0)
+
+
+def test_a_preset_name_that_cannot_download_is_one_cli_error_line(tmp_path, monkeypatch,
+                                                                  capsys):
+    from keras_attn.cli import main
+
+    # No way out whether or not this machine has the internet: a closed
+    # local port as the proxy, and an empty download cache.
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "cache"))
+    recipe = _write(tmp_path, _hub_recipe("classifier", "bert_base_en_uncased"))
+    code = main(["train", recipe, "--output-dir", str(tmp_path / "run"), "--verbose", "0"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(error) == 1, error
+    assert error[0].startswith(
+        "keras-attn train: error: keras-hub could not load the backbone of preset "
+        "'bert_base_en_uncased': "
+    )
+    assert "needs the internet" in error[0]

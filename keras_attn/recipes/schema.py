@@ -7,7 +7,8 @@ e.g. `zoo/x.yaml: training.epochs: must be a positive integer (got 'ten')`.
 ```yaml
 task: translator                 # translator | classifier | generator
 description: one line for humans
-preset: tiny                     # a preset name or a preset directory
+preset: tiny                     # a preset name or a preset directory, or
+                                 # keras_hub:gpt2_base_en (a keras-hub checkpoint)
 model: {source_length: 32}       # overrides of the preset's arguments
 tokenizer: {type: byte}          # or {type: word_piece, vocabulary_size: 8000},
                                  # {type: sentencepiece, vocabulary_size: 8000}
@@ -321,14 +322,20 @@ def default_tokenizer(recipe):
 RECIPE_SCHEMA = {
     "task": Field(choice(*TASKS), _REQUIRED, "which ready-made model"),
     "description": Field(string, None, "one line for people"),
-    "preset": Field(string, _REQUIRED, "a preset name (Model.preset_names()) or a preset "
-                                       "directory to continue training"),
+    "preset": Field(string, _REQUIRED, "a preset name (Model.preset_names()), a preset "
+                                       "directory to continue training, or keras_hub:NAME to "
+                                       "start from a keras-hub checkpoint (Task.from_keras_hub: "
+                                       "a preset name, which keras-hub downloads, or a "
+                                       "keras-hub preset directory, keras_hub:/path/to/dir)"),
     "model": Field(free_mapping, {}, "overrides of the preset's backbone / task arguments, "
-                                     "e.g. sequence_length, num_layers, dropout"),
+                                     "e.g. sequence_length, num_layers, dropout; with a "
+                                     "keras_hub: preset, the conversion's options only "
+                                     "(keras_hub_arguments(task), e.g. sequence_length)"),
     "tokenizer": Field(
         section(TOKENIZER_SCHEMA),
         None,
-        "how text becomes ids (ignored with a preset directory, which has its own). Without "
+        "how text becomes ids (ignored with a preset directory, which has its own; refused "
+        "with a keras_hub: preset, whose checkpoint brings its own). Without "
         "this section: a sentencepiece tokenizer of up to "
         f"{FILES_TOKENIZER['vocabulary_size']} ids for translator and generator recipes whose "
         "training data are your own files (data.train.source: files), byte otherwise",
@@ -400,8 +407,8 @@ RECIPE_SCHEMA = {
         {},
     ),
     "requires": Field(list_of_choices(*REQUIREMENTS), [],
-                      "informational: download (data from the internet), accelerator (a "
-                      "GPU/TPU-sized run)"),
+                      "informational: download (data or a keras-hub checkpoint from the "
+                      "internet), accelerator (a GPU/TPU-sized run)"),
     "expected": Field(
         section({
             "metric": Field(string, _REQUIRED),
@@ -488,11 +495,23 @@ def _check_tokenizer(tokenizer):
 
 
 def _check_model_section(recipe):
-    """`model` keys must be arguments of the preset's backbone or task."""
+    """`model` keys must be arguments of the preset's backbone or task (of
+    the keras-hub conversion with a `keras_hub:` preset)."""
     overrides = recipe.get("model", {})
     if not overrides:
         return
     preset = recipe["preset"]
+    if keras_hub_preset(preset) is not None:
+        known = keras_hub_arguments(recipe["task"])
+        for key in overrides:
+            if key not in known:
+                raise _Invalid(
+                    f"model.{key}",
+                    f"is not an option of a keras-hub checkpoint's conversion into a "
+                    f"{recipe['task']}, whose architecture the checkpoint fixes (known: "
+                    f"{', '.join(sorted(known))})",
+                )
+        return
     if os.path.isdir(preset):
         key = next(iter(overrides))
         raise _Invalid(
@@ -509,12 +528,50 @@ def _check_model_section(recipe):
             )
 
 
+def _task_arguments(cls):
+    names = set(inspect.signature(cls.__init__).parameters)
+    return names - {"self", "kwargs", "backbone", *cls.tokenizer_names}
+
+
 def model_arguments(task):
     """Names a recipe's `model` section may set: backbone and task arguments."""
     cls = Task.for_name(task)
-    task_args = set(inspect.signature(cls.__init__).parameters)
-    task_args -= {"self", "kwargs", "backbone", *cls.tokenizer_names}
-    return cls.backbone_arguments() | task_args
+    return cls.backbone_arguments() | _task_arguments(cls)
+
+
+KERAS_HUB_PREFIX = "keras_hub:"
+
+
+def keras_hub_preset(preset):
+    """The keras-hub preset (name or directory) of `keras_hub:NAME`; None for
+    any other preset."""
+    if isinstance(preset, str) and preset.startswith(KERAS_HUB_PREFIX):
+        return preset[len(KERAS_HUB_PREFIX):]
+    return None
+
+
+def keras_hub_tasks():
+    """Names of the tasks a `keras_hub:` preset can build (`from_keras_hub`)."""
+    return sorted(name for name, cls in Task.registered_tasks().items()
+                  if hasattr(cls, "from_keras_hub"))
+
+
+def keras_hub_arguments(task):
+    """Names a recipe's `model` section may set with a `keras_hub:` preset:
+    the options of `<Task>.from_keras_hub` (e.g. `sequence_length`), the
+    task's own arguments it passes on (e.g. a classifier's `dropout`) and,
+    for a generator, the options of its families' backbone converters (e.g.
+    GPT-2's `dropout`; a family refuses another's at build time)."""
+    cls = Task.for_name(task)
+    names = set(inspect.signature(cls.from_keras_hub).parameters)
+    names -= {"cls", "preset_or_model", "tokenizer", "kwargs"}
+    names |= _task_arguments(cls)
+    if task == "generator":
+        from keras_attn.models.generator import KERAS_HUB_CONVERTERS
+
+        for convert_backbone, _ in KERAS_HUB_CONVERTERS.values():
+            names |= set(list(inspect.signature(convert_backbone).parameters)[1:])
+    return names
 
 
 # -------------------------------------------------------------- public API
@@ -532,14 +589,36 @@ def _resolve_paths(recipe, base_dir):
             if isinstance(spec.get(key), str) and not os.path.isabs(spec[key]):
                 spec[key] = os.path.normpath(os.path.join(base_dir, spec[key]))
     preset = recipe.get("preset")
-    if isinstance(preset, str) and not os.path.isabs(preset):
+    hub_preset = keras_hub_preset(preset)
+    prefix = KERAS_HUB_PREFIX if hub_preset is not None else ""
+    preset = hub_preset if hub_preset is not None else preset
+    if isinstance(preset, str) and preset and not os.path.isabs(preset):
         candidate = os.path.join(base_dir, preset)
         if os.path.isdir(candidate):
-            recipe["preset"] = os.path.normpath(candidate)
+            recipe["preset"] = prefix + os.path.normpath(candidate)
 
 
 def _check_preset(recipe):
     preset = recipe["preset"]
+    hub_preset = keras_hub_preset(preset)
+    if hub_preset is not None:
+        tasks = keras_hub_tasks()
+        if recipe["task"] not in tasks:
+            raise _Invalid(
+                "preset",
+                f"keras_hub: presets build {', '.join(tasks)} recipes (a {recipe['task']} "
+                "cannot be converted from keras-hub)",
+            )
+        if not hub_preset.strip():
+            raise _Invalid("preset", "keras_hub: must be followed by a keras-hub preset name "
+                                     "or directory, e.g. keras_hub:gpt2_base_en")
+        if "tokenizer" in recipe:
+            raise _Invalid(
+                "tokenizer",
+                f"does not apply to a keras_hub: preset ({hub_preset!r} brings its "
+                "checkpoint's tokenizer): drop this section",
+            )
+        return
     names = Task.for_name(recipe["task"]).preset_names()
     if preset not in names and not os.path.isdir(preset):
         raise _Invalid(
@@ -659,10 +738,11 @@ def apply_overrides(recipe, overrides, source=None):
 def with_defaults(recipe):
     """The recipe with every section's defaults filled in (what is run).
 
-    A recipe without a `tokenizer` section gets `default_tokenizer(recipe)`.
+    A recipe without a `tokenizer` section gets `default_tokenizer(recipe)`,
+    unless its preset is a keras-hub checkpoint's (which brings its own).
     """
     result = _fill(recipe, RECIPE_SCHEMA)
-    if "tokenizer" not in result:
+    if "tokenizer" not in result and keras_hub_preset(result.get("preset")) is None:
         result["tokenizer"] = _fill(default_tokenizer(recipe), TOKENIZER_SCHEMA)
     return result
 

@@ -40,7 +40,13 @@ from keras_attn.models import Task
 from keras_attn.recipes.distribution import WORKERS_DIR, make_strategy, worker_role
 from keras_attn.recipes.evaluation import METRICS_FILE, PRESET_DIR, describe, evaluate_task
 from keras_attn.recipes.recipe_data import load_recipe_data
-from keras_attn.recipes.schema import load_recipe, validate_recipe, with_defaults
+from keras_attn.recipes.schema import (
+    KERAS_HUB_PREFIX,
+    keras_hub_preset,
+    load_recipe,
+    validate_recipe,
+    with_defaults,
+)
 from keras_attn.tokenizers import (
     ByteTokenizer,
     SentencePieceTokenizer,
@@ -100,9 +106,29 @@ def _build_tokenizer(recipe, train, work, log):
     return tokenizer
 
 
+def _build_from_keras_hub(cls, hub_preset, overrides, log):
+    """`cls.from_keras_hub(hub_preset, **overrides)`: a keras-hub checkpoint,
+    converted with its own tokenizer."""
+    try:
+        model = cls.from_keras_hub(hub_preset, **overrides)
+    except TypeError as error:
+        # A family's converter that does not take one of the generator's options.
+        raise ValueError(f"model: {hub_preset!r}: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"preset: {KERAS_HUB_PREFIX}{hub_preset}: {error}") from None
+    # OSError (keras-hub could not load or download the checkpoint) as is: one line.
+    log(f"model: {cls.__name__} converted from keras-hub {hub_preset!r} (its own tokenizer, "
+        f"{model.tokenizer.vocabulary_size} ids), {model.count_params():,} parameters")
+    return model
+
+
 def _build_model(recipe, train, work, log):
     preset = recipe["preset"]
     cls = Task.for_name(recipe["task"])
+    hub_preset = keras_hub_preset(preset)
+    if hub_preset is not None:
+        overrides = {**cls.arguments_for_data(train), **recipe["model"]}
+        return _build_from_keras_hub(cls, hub_preset, overrides, log)
     if os.path.isdir(preset):
         model = cls.from_preset(preset)
         log(f"model: {cls.__name__} from {preset} (its own tokenizer)")
