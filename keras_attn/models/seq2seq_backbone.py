@@ -4,7 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_attn.layers.learned_position_embedding import LearnedPositionEmbedding
 from keras_attn.layers.normalization import make_normalization
+from keras_attn.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_attn.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_attn.layers.transformer_decoder_block import TransformerDecoderBlock
 from keras_attn.layers.transformer_encoder_block import TransformerEncoderBlock
@@ -34,8 +36,9 @@ class Seq2SeqBackbone(Backbone):
     a causal decoder over the target that cross-attends to it.
 
     Each side: ids -> token lookup -> [token embeddings enter here] ->
-    `* sqrt(hidden_dim)` (as in the paper) -> + positions -> dropout ->
-    blocks -> final norm (pre-norm stacks) -> hidden states.
+    `* sqrt(hidden_dim)` (as in the paper; `scale_embeddings`) -> + positions
+    -> embedding norm (`embedding_norm`, BART) -> dropout -> blocks -> final
+    norm (pre-norm stacks) -> hidden states.
 
     The backbone stops at hidden states; a task projects the decoder's onto
     the target vocabulary with
@@ -70,6 +73,16 @@ class Seq2SeqBackbone(Backbone):
         share_embeddings: one token matrix for source and target.
         tie_embeddings: output projection = transposed target matrix.
         norm_epsilon: epsilon of every norm.
+        scale_embeddings: multiply token embeddings by `sqrt(hidden_dim)`
+            (default, the paper); BART does not.
+        embedding_norm: normalize each side's embeddings (tokens plus
+            positions) before the first block, one norm per side, as BART
+            does. Default `False`.
+        share_position_embeddings: with `share_embeddings`, the two sides
+            also share one position table (default); `False` gives the
+            target its own (`target_position_embedding`, BART's learned
+            decoder positions) while the token matrix stays shared. No
+            effect without `share_embeddings` (each side has its own then).
         pad_token_id: the padding id, dropped by the default padding mask
             (`token_ids != pad_token_id`) and by cached decoding's query
             mask; `None` when the vocabulary has no padding token (GPT-2):
@@ -81,6 +94,10 @@ class Seq2SeqBackbone(Backbone):
             `keras.layers.ReversibleEmbedding`s of the tokens.
         source_embedding, target_embedding: the `TokenAndPositionEmbedding`s
             holding them and the position tables.
+        target_position_embedding: the target's own position layer when the
+            tokens are shared but the positions are not, else `None`.
+        source_embedding_norm, target_embedding_norm: with
+            `embedding_norm`, else `None`.
         encoder_blocks, decoder_blocks; head counts in
             `encoder_head_counts`, `decoder_head_counts`,
             `cross_attention_head_counts`.
@@ -168,6 +185,9 @@ class Seq2SeqBackbone(Backbone):
         "tie_embeddings",
         "norm_epsilon",
         "pad_token_id",
+        "scale_embeddings",
+        "embedding_norm",
+        "share_position_embeddings",
     )
 
     def __init__(
@@ -191,6 +211,9 @@ class Seq2SeqBackbone(Backbone):
         tie_embeddings=True,
         norm_epsilon=1e-6,
         pad_token_id=0,
+        scale_embeddings=True,
+        embedding_norm=False,
+        share_position_embeddings=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -222,6 +245,9 @@ class Seq2SeqBackbone(Backbone):
         )
         self.share_embeddings = bool(share_embeddings)
         self.tie_embeddings = bool(tie_embeddings)
+        self.scale_embeddings = bool(scale_embeddings)
+        self.embedding_norm = bool(embedding_norm)
+        self.share_position_embeddings = bool(share_position_embeddings)
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 "`share_embeddings=True` needs one vocabulary: `source_vocabulary_size` must "
@@ -235,17 +261,19 @@ class Seq2SeqBackbone(Backbone):
                 length,
                 hidden_dim,
                 position_encoding=position_encoding,
-                scale_embeddings=True,
+                scale_embeddings=self.scale_embeddings,
                 tie_weights=tie_weights,
                 dtype=self.dtype_policy,
                 name=name,
             )
 
-        # A shared matrix needs one position table long enough for both sides.
+        # A shared matrix with shared positions needs one position table long
+        # enough for both sides.
+        own_target_positions = self.share_embeddings and not self.share_position_embeddings
         shared_length = max(source_length, target_length)
         self.source_embedding = embedding(
             source_vocabulary_size,
-            shared_length if share_embeddings else source_length,
+            shared_length if share_embeddings and not own_target_positions else source_length,
             # An unshared source layer never projects: no matrix for it.
             self.tie_embeddings or not share_embeddings,
             "source_embedding",
@@ -257,6 +285,29 @@ class Seq2SeqBackbone(Backbone):
                 target_vocabulary_size, target_length, self.tie_embeddings, "target_embedding"
             )
         )
+        self.target_position_embedding = None
+        if own_target_positions and position_encoding == "learned":
+            self.target_position_embedding = LearnedPositionEmbedding(
+                target_length,
+                initializer=keras.initializers.serialize(
+                    self.source_embedding.embeddings_initializer
+                ),
+                dtype=self.dtype_policy,
+                name="target_position_embedding",
+            )
+        elif own_target_positions:
+            # Sinusoids have no weights: the target's own is the same function.
+            self.target_position_embedding = SinusoidalPositionEncoding(
+                dtype=self.dtype_policy, name="target_position_embedding"
+            )
+        self.source_embedding_norm = self.target_embedding_norm = None
+        if self.embedding_norm:
+            self.source_embedding_norm = make_normalization(
+                normalization, norm_epsilon, dtype=self.dtype_policy, name="source_embedding_norm"
+            )
+            self.target_embedding_norm = make_normalization(
+                normalization, norm_epsilon, dtype=self.dtype_policy, name="target_embedding_norm"
+            )
         self.embedding_dropout = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy, name="embedding_dropout"
         )
@@ -341,11 +392,16 @@ class Seq2SeqBackbone(Backbone):
         self.source_embedding.build()
         if not self.share_embeddings:
             self.target_embedding.build()
+        if self.target_position_embedding is not None:
+            self.target_position_embedding.build(hidden_shape)
         for block in self.encoder_blocks:
             block.build(hidden_shape)
         for block in self.decoder_blocks:
             block.build(hidden_shape, hidden_shape)
-        for norm in (self.encoder_norm, self.decoder_norm):
+        for norm in (
+            self.encoder_norm, self.decoder_norm, self.source_embedding_norm,
+            self.target_embedding_norm,
+        ):
             if norm is not None:
                 norm.build(hidden_shape)
         self.built = True
@@ -370,6 +426,8 @@ class Seq2SeqBackbone(Backbone):
             "encoder_attention_multiplier", multiplier, self.encoder_head_counts
         )
         x = self.source_embedding.add_positions(token_embeddings)
+        if self.source_embedding_norm is not None:
+            x = self.source_embedding_norm(x)
         x = self.embedding_dropout(x, training=training)
         x, scores = run_blocks(
             self.encoder_blocks, x, head_masks, return_attention_scores, training,
@@ -404,6 +462,23 @@ class Seq2SeqBackbone(Backbone):
 
     # ------------------------------------------------------------- decoder
 
+    def embed_target(self, token_embeddings, start_index=0):
+        """The decoder's block input before dropout: target token embeddings
+        `(batch, time, hidden_dim)` scaled (`scale_embeddings`), plus the
+        target positions from `start_index`, then the target embedding norm
+        (`embedding_norm`)."""
+        if self.target_position_embedding is None:
+            x = self.target_embedding.add_positions(token_embeddings, start_index=start_index)
+        else:
+            # Shared tokens, own positions: no position from the shared layer.
+            x = ops.cast(token_embeddings, self.compute_dtype)
+            if self.scale_embeddings:
+                x = x * ops.cast(np.sqrt(self.hidden_dim), x.dtype)
+            x = x + self.target_position_embedding(x, start_index=start_index)
+        if self.target_embedding_norm is not None:
+            x = self.target_embedding_norm(x)
+        return x
+
     def _run_decoder(
         self, inputs, encoder_outputs, source_mask, training, head_mask, cross_head_mask,
         return_attention_scores, multiplier=None, cross_multiplier=None, block_inputs=None,
@@ -425,7 +500,7 @@ class Seq2SeqBackbone(Backbone):
         cross_multipliers = split_attention_multiplier(
             "cross_attention_multiplier", cross_multiplier, self.cross_attention_head_counts
         )
-        x = self.target_embedding.add_positions(token_embeddings)
+        x = self.embed_target(token_embeddings)
         x = self.embedding_dropout(x, training=training)
         self_scores, cross_scores = [], []
         for block, block_head_mask, block_cross_mask, block_multiplier, block_cross_multiplier in (
@@ -578,9 +653,7 @@ class Seq2SeqBackbone(Backbone):
         """
         check_rank("target_ids", target_ids.shape, 2, "(batch, new_tokens)")
         check_ids_in_range("target_ids", target_ids, self.target_vocabulary_size)
-        x = self.target_embedding.add_positions(
-            self.target_token_embedding(target_ids), start_index=index
-        )
+        x = self.embed_target(self.target_token_embedding(target_ids), start_index=index)
         query_mask = self.query_mask(target_ids)
         updated = []
         for block, cache, cross_cache in zip(self.decoder_blocks, caches, cross_caches):

@@ -10,6 +10,11 @@ from keras import ops
 from keras_attn.generation import beam_search, sample
 from keras_attn.generation.logits_processors import check_repetition_controls
 from keras_attn.models import serving
+from keras_attn.models.converters.bart import convert_bart_backbone, convert_bart_tokenizer
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_backbone_class,
+    keras_hub_parts,
+)
 from keras_attn.models.evaluation import in_batches, limit_examples
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.models.task import (
@@ -47,6 +52,15 @@ from keras_attn.utils.untracked import Untracked
 # Beams of the exported `translate` signature unless given at export.
 DEFAULT_BEAM_WIDTH = 4
 
+# keras-hub backbone class -> (backbone converter, tokenizer converter, task
+# arguments): the checkpoints `Translator.from_keras_hub` reads. A backbone
+# converter takes the keras-hub backbone and `from_keras_hub`'s keyword
+# options; a tokenizer converter the keras-hub tokenizer.
+KERAS_HUB_CONVERTERS = {
+    # keras-hub packs BART sources as `<s> tokens </s>`.
+    "BartBackbone": (convert_bart_backbone, convert_bart_tokenizer, {"source_bos": True}),
+}
+
 
 @keras.saving.register_keras_serializable(package="keras_attn")
 class Translator(Task):
@@ -64,6 +78,8 @@ class Translator(Task):
         source_tokenizer: tokenizer of the source language.
         target_tokenizer: tokenizer of the target language; defaults to the
             source one (a shared vocabulary).
+        source_bos: sources start with `[BOS]` (`[BOS] tokens [EOS]`, as
+            BART reads them); default `False` (`tokens [EOS]`).
 
     Example:
     >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
@@ -101,8 +117,11 @@ class Translator(Task):
         ),
     }
 
-    def __init__(self, backbone, source_tokenizer, target_tokenizer=None, **kwargs):
+    def __init__(
+        self, backbone, source_tokenizer, target_tokenizer=None, source_bos=False, **kwargs
+    ):
         super().__init__(**kwargs)
+        self.source_bos = bool(source_bos)
         self.backbone = deserialize_part(backbone)
         self.source_tokenizer = deserialize_part(source_tokenizer)
         self.target_tokenizer = deserialize_part(target_tokenizer) or self.source_tokenizer
@@ -123,6 +142,7 @@ class Translator(Task):
                 self.target_tokenizer,
                 self.backbone.source_length,
                 self.backbone.target_length,
+                source_bos=self.source_bos,
             ),
         )
         # Every sublayer is built above: weights exist before any call.
@@ -142,6 +162,61 @@ class Translator(Task):
         if source is not target and backbone_config.get("share_embeddings", True):
             backbone_config["share_embeddings"] = False
         return cls(Seq2SeqBackbone(**backbone_config), source, target, **task_args)
+
+    def get_config(self):
+        config = super().get_config()
+        config["source_bos"] = self.source_bos
+        return config
+
+    @classmethod
+    def from_keras_hub(cls, preset_or_model, tokenizer=None, **kwargs):
+        """A `Translator` with the weights and tokenizer of a keras-hub
+        encoder-decoder checkpoint, computing the same logits (float32) and
+        the same greedy translations as keras-hub's `generate`.
+
+        Families: `KERAS_HUB_CONVERTERS` (BART: `BartBackbone`, post-norm,
+        learned positions per side over one shared, tied token matrix,
+        embedding layer norms, erf GELU; sources `<s> tokens </s>`, decoding
+        from `<s>` to `</s>`).
+
+        Args:
+            preset_or_model: a keras-hub preset name or handle (keras-hub
+                downloads it, which needs the internet; failing, a one-line
+                `OSError`), or a built keras-hub backbone or seq2seq LM
+                (offline).
+            tokenizer: the checkpoint's keras-hub tokenizer, needed with a
+                bare backbone; or a keras-attn tokenizer to use as is (one
+                vocabulary for source and target).
+            **kwargs: options of the family's backbone converter, e.g.
+                `source_length`, `target_length` (default the checkpoint's
+                longest, 1024 for BART; shorter ones decode faster) and
+                `dropout`.
+
+        Example (keras-hub downloads the checkpoint; see
+        tests/models/converters/test_bart.py for an offline one)::
+
+            translator = Translator.from_keras_hub(
+                "bart_base_en", source_length=128, target_length=64)
+            translator.translate("The quick brown fox.")
+        """
+        from keras_attn.tokenizers.tokenizer import Tokenizer
+
+        given = tokenizer if isinstance(tokenizer, Tokenizer) else None
+        hub_backbone, hub_tokenizer = keras_hub_parts(
+            preset_or_model, None if given is not None else tokenizer
+        )
+        convert_backbone, convert_tokenizer, task_args = check_backbone_class(
+            hub_backbone, KERAS_HUB_CONVERTERS, "Translator.from_keras_hub"
+        )
+        if given is None and hub_tokenizer is None:
+            raise ValueError(
+                "Translator.from_keras_hub needs the checkpoint's tokenizer: pass `tokenizer=` "
+                "(a keras-hub tokenizer) with a bare keras-hub backbone, or pass the keras-hub "
+                "seq2seq LM or preset name"
+            )
+        backbone = convert_backbone(hub_backbone, **kwargs)
+        shared = given if given is not None else convert_tokenizer(hub_tokenizer)
+        return cls(backbone, shared, shared, **task_args)
 
     @classmethod
     def from_preset(cls, preset, tokenizer=None, **kwargs):

@@ -15,8 +15,9 @@ from keras_attn.utils.arguments import check_positive_int
 class TranslatorPreprocessor(Preprocessor):
     """Text for a `Seq2SeqBackbone`.
 
-    Sources become `tokens [EOS]`, cut at the end (keeping `[EOS]`) and
-    padded to `source_length`. For training (`call`), targets become
+    Sources become `tokens [EOS]` (`[BOS] tokens [EOS]` with `source_bos`,
+    as BART reads them), cut at the end (keeping `[EOS]`) and padded to
+    `source_length`. For training (`call`), targets become
     `[BOS] tokens [EOS]` packed to `target_length + 1`: the decoder reads
     `[BOS] target` (`target_ids`) and predicts `target [EOS]` (labels,
     weighted 1 on real tokens). `translations` turns decoded buffers (`[BOS]`
@@ -26,6 +27,7 @@ class TranslatorPreprocessor(Preprocessor):
         source_tokenizer, target_tokenizer: `keras_attn.tokenizers`
             tokenizers (the same object for a shared vocabulary).
         source_length, target_length: the backbone's lengths.
+        source_bos: start every source with `[BOS]`. Default `False`.
 
     Example:
     >>> from keras_attn.tokenizers import ByteTokenizer
@@ -39,20 +41,26 @@ class TranslatorPreprocessor(Preprocessor):
     """
 
     tokenizer_names = ("source_tokenizer", "target_tokenizer")
-    config_keys = ("source_length", "target_length")
+    config_keys = ("source_length", "target_length", "source_bos")
 
-    def __init__(self, source_tokenizer, target_tokenizer, source_length, target_length, **kwargs):
+    def __init__(
+        self, source_tokenizer, target_tokenizer, source_length, target_length,
+        source_bos=False, **kwargs,
+    ):
         super().__init__(**kwargs)
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.source_length = check_positive_int("source_length", source_length)
         self.target_length = check_positive_int("target_length", target_length)
+        self.source_bos = bool(source_bos)
 
     def _pack_sources(self, texts):
         tokenizer = self.source_tokenizer
         ids, _, truncated = pack(
             tokenizer.tokenize(texts),
             self.source_length,
+            add_bos=self.source_bos,
+            bos_id=tokenizer.bos_id,
             add_eos=True,
             eos_id=tokenizer.eos_id,
             pad_id=tokenizer.pad_id,

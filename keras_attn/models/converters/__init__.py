@@ -1,6 +1,11 @@
 """Converting pretrained keras-hub checkpoints into keras-attn models with
 the same numbers: each family's backbone weights and tokenizer."""
 
+from keras_attn.models.converters.bart import (
+    BART_SPECIAL_TOKENS,
+    convert_bart_backbone,
+    convert_bart_tokenizer,
+)
 from keras_attn.models.converters.bert import (
     convert_bert_backbone,
     convert_bert_tokenizer,
@@ -21,6 +26,9 @@ from keras_attn.models.converters.llama import (
 )
 
 __all__ = [
+    "BART_SPECIAL_TOKENS",
+    "convert_bart_backbone",
+    "convert_bart_tokenizer",
     "LLAMA_SPECIAL_TOKENS",
     "check_backbone_class",
     "convert_bert_backbone",

@@ -1,0 +1,186 @@
+"""BART from keras-hub: a small random checkpoint built offline, converted,
+and compared number for number, token for token."""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+from keras_attn.models import Translator
+from keras_attn.models.converters.bart import convert_bart_backbone, convert_bart_tokenizer
+from keras_attn.tokenizers import BytePairTokenizer
+
+TEXTS = [
+    "The cat's hat isn't in the  cat.",
+    "Héllo wörld! 123 — ça va?\n\nnew   line",
+    "don't stop the cat",
+    "",
+    "日本語 😀!!",
+]
+PAIRS = [
+    ("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "a"), ("'", "s"), ("'", "t"), ("Ġ", "Ġ"),
+    ("i", "n"), ("Ġ", "c"), ("Ġc", "a"), ("Ġca", "t"), ("Ġ", "d"), ("o", "n"), ("Ġd", "on"),
+]
+
+
+def vocabulary_and_merges():
+    """BART's four special tokens first, every byte symbol, one token per
+    merge, then `<mask>` last (as in the released vocabulary)."""
+    vocabulary = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for symbol in bytes_to_unicode()[1]:
+        vocabulary[symbol] = len(vocabulary)
+    merges = []
+    for left, right in PAIRS:
+        merges.append(f"{left} {right}")
+        vocabulary.setdefault(left + right, len(vocabulary))
+    vocabulary["<mask>"] = len(vocabulary)
+    return vocabulary, merges
+
+
+@pytest.fixture(scope="module")
+def hub():
+    """A keras-hub BART seq2seq LM with random weights larger than its
+    initializer's (norms and biases included), so logits differ clearly."""
+    keras.utils.set_random_seed(5)
+    vocabulary, merges = vocabulary_and_merges()
+    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocabulary, merges=merges)
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=len(vocabulary), num_layers=2, num_heads=4, hidden_dim=32,
+        intermediate_dim=64, dropout=0.0, max_sequence_length=24,
+    )
+    rng = np.random.default_rng(0)
+    for weight in backbone.weights:
+        center = 1.0 if weight.path.endswith("gamma") else 0.0
+        weight.assign((center + rng.normal(0, 0.3, weight.shape)).astype("float32"))
+    preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
+        tokenizer, encoder_sequence_length=16, decoder_sequence_length=10
+    )
+    seq2seq_lm = keras_hub.models.BartSeq2SeqLM(backbone, preprocessor=preprocessor)
+    seq2seq_lm.compile(sampler="greedy")
+    return seq2seq_lm
+
+
+@pytest.fixture(scope="module")
+def translator(hub):
+    return Translator.from_keras_hub(hub, source_length=16, target_length=10)
+
+
+def padded(rows, width, pad=1):
+    ids = np.full((len(rows), width), pad, "int32")
+    for row, values in enumerate(rows):
+        ids[row, : len(values)] = values
+    return ids, ids != pad
+
+
+def test_logits_equal_keras_hub_on_a_padded_batch(hub, translator):
+    rng = np.random.default_rng(1)
+    vocabulary_size = hub.backbone.vocabulary_size
+    source, source_mask = padded(
+        [[0, *rng.integers(4, vocabulary_size, n), 2] for n in (14, 6, 1)], 16
+    )
+    # Decoder inputs as keras-hub's BART preprocessor makes them: `</s> <s> ...`.
+    target, target_mask = padded(
+        [[2, 0, *rng.integers(4, vocabulary_size, n)] for n in (8, 2, 5)], 10
+    )
+    expected = keras.ops.convert_to_numpy(hub({
+        "encoder_token_ids": source, "encoder_padding_mask": source_mask,
+        "decoder_token_ids": target, "decoder_padding_mask": target_mask,
+    }))
+    # The default masks (ids != <pad>) are keras-hub's explicit ones.
+    logits = keras.ops.convert_to_numpy(translator({"source_ids": source, "target_ids": target}))
+    difference = np.max(np.abs(logits - expected)[target_mask])
+    print(f"BART (2+2 layers, 4 heads, width 32) largest logit difference: {difference:.2e}")
+    assert difference < 1e-4
+    assert np.std(expected[target_mask]) > 0.5  # the comparison is not between near-constants
+
+
+def test_the_conversion_keeps_the_bart_settings(hub, translator):
+    backbone = translator.backbone
+    assert backbone.pad_token_id == 1 and translator.source_tokenizer.pad_id == 1
+    assert backbone.activation == "gelu" and backbone.norm_epsilon == 1e-5
+    assert not backbone.norm_first
+    assert backbone.share_embeddings and backbone.tie_embeddings
+    assert not backbone.scale_embeddings and backbone.embedding_norm
+    assert backbone.target_position_embedding is not None
+    with pytest.raises(ValueError, match="target_length"):
+        convert_bart_backbone(hub.backbone, target_length=25)
+    small = dict(vocabulary_size=10, num_layers=1, num_heads=2, hidden_dim=8,
+                 intermediate_dim=16, max_sequence_length=8)
+    pre_norm = keras_hub.models.BartBackbone(**small)
+    pre_norm.decoder_transformer_layers[0].normalize_first = True
+    with pytest.raises(ValueError, match="normalize_first"):
+        convert_bart_backbone(pre_norm)
+    gpt2 = keras_hub.models.GPT2Backbone(**small)
+    with pytest.raises(ValueError, match="Translator.from_keras_hub converts BartBackbone"):
+        Translator.from_keras_hub(gpt2)
+    with pytest.raises(ValueError, match="tokenizer"):
+        Translator.from_keras_hub(hub.backbone)
+
+
+def test_greedy_translation_equals_keras_hub_token_for_token(hub, translator):
+    texts = ["the cat", "don't stop the cat's hat", "Héllo"]
+    inputs = hub.preprocessor.generate_preprocess(texts)
+    source = keras.ops.convert_to_numpy(inputs["encoder_token_ids"])
+    # keras-hub packs sources as `<s> text </s>`; so does the converted model.
+    np.testing.assert_array_equal(
+        source, keras.ops.convert_to_numpy(translator.encode_sources(texts)[0])
+    )
+    # keras-hub's BART preprocessor starts the decoder at `</s> <s>`; ours at
+    # one `[BOS]` (`<s>`). Both loops decoding from `<s>`: the same tokens.
+    prompt, prompt_mask = padded([[0]] * len(texts), 10)
+    on_ids = keras_hub.models.BartSeq2SeqLM(hub.backbone, preprocessor=None)
+    on_ids.compile(sampler="greedy")
+    theirs = np.asarray(on_ids.generate(
+        dict(inputs, decoder_token_ids=prompt, decoder_padding_mask=prompt_mask),
+        stop_token_ids=None,
+    )["decoder_token_ids"])
+    ours = keras.ops.convert_to_numpy(translator.translate_ids(source, max_length=9))
+    assert theirs.shape == ours.shape == (3, 10)
+    # keras-hub runs to the end of the buffer; ours pads after its first </s>.
+    for their_row, our_row in zip(theirs, ours):
+        ends = np.flatnonzero(their_row[1:] == 2)
+        length = 1 + (ends[0] + 1 if len(ends) else 9)
+        np.testing.assert_array_equal(our_row[:length], their_row[:length])
+        assert np.all(our_row[length:] == 1)
+    assert len({tuple(row) for row in ours}) > 1  # the sources steer the decoding
+    assert translator.translate(texts) == [
+        translator.target_tokenizer.detokenize(row[1:][~np.isin(row[1:], (1, 2))])
+        .numpy().decode("utf-8", errors="replace")
+        for row in ours
+    ]
+
+
+def test_tokenizer_ids_equal_keras_hub(hub, translator):
+    hub_tokenizer = hub.preprocessor.tokenizer
+    graph_path = keras_hub.models.BartTokenizer(
+        vocabulary=hub_tokenizer.vocabulary, merges=hub_tokenizer.merges,
+        _allow_python_workflow=False,
+    )
+    tokenizer = translator.source_tokenizer
+    assert isinstance(tokenizer, BytePairTokenizer) and translator.target_tokenizer is tokenizer
+    texts = TEXTS + ["a<s>b</s>c<pad>"]
+    ours = tokenizer.tokenize(texts).to_list()
+    assert ours == [[int(i) for i in row] for row in graph_path(texts)]
+    assert any(len(row) < len(text.encode()) for row, text in zip(ours, texts))  # merges ran
+    vocabulary = hub_tokenizer.vocabulary
+    assert tokenizer.special_token_ids == {
+        "bos": 0, "cls": 0, "pad": 1, "eos": 2, "sep": 2, "unk": 3,
+        "mask": vocabulary["<mask>"],
+    }
+    with pytest.raises(ValueError, match="BartTokenizer"):
+        convert_bart_tokenizer(object())
+
+
+def test_save_to_preset_and_from_preset_give_equal_outputs(translator, tmp_path):
+    translator.save_to_preset(str(tmp_path / "bart"))
+    loaded = Translator.from_preset(str(tmp_path / "bart"))
+    assert loaded.source_bos and loaded.backbone.get_config() == translator.backbone.get_config()
+    source, _ = padded([[0, 40, 41, 2], [0, 2]], 16)
+    target, _ = padded([[0, 50, 51], [0]], 10)
+    inputs = {"source_ids": source, "target_ids": target}
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(inputs)), keras.ops.convert_to_numpy(translator(inputs))
+    )
+    texts = ["the cat", "Héllo"]
+    assert loaded.translate(texts) == translator.translate(texts)
