@@ -377,7 +377,14 @@ def check_finite_in_low_precision(case):
     x, value, attention_mask = case["x"], case["value"], case["attention_mask"]
     bound = _largest_logit_bound(layer, x, value)
     # Scale the query (not the values) so the logits reach the drawn size.
-    query = x * np.float32(case["largest_logit"] / max(bound, 1e-6))
+    # Keys near zero bound every logit near zero whatever the query: then
+    # the query is left as drawn, since scaling it by 1/bound would only
+    # overflow the input itself (1e6 is inf in float16), which is not the
+    # layer's to survive.
+    scale = case["largest_logit"] / bound if bound > 1e-3 else 1.0
+    largest_input = float(np.finfo("float16").max) / 4 if "float16" in case["dtype"] else 1e30
+    scale = min(scale, largest_input / max(float(np.abs(x).max()), 1e-6))
+    query = x * np.float32(scale)
     out = layer(query, value, attention_mask=attention_mask,
                 return_attention_scores=case["scores"])
     output = _np(out[0] if case["scores"] else out)
