@@ -36,6 +36,7 @@ from keras_attn.preprocessors import (
     text_column,
     text_dataset,
 )
+from keras_attn.preprocessors.translator_preprocessor import check_start_ids
 from keras_attn.training.metrics import corpus_bleu
 from keras_attn.utils.arguments import (
     check_choice,
@@ -55,10 +56,19 @@ DEFAULT_BEAM_WIDTH = 4
 # keras-hub backbone class -> (backbone converter, tokenizer converter, task
 # arguments): the checkpoints `Translator.from_keras_hub` reads. A backbone
 # converter takes the keras-hub backbone and `from_keras_hub`'s keyword
-# options; a tokenizer converter the keras-hub tokenizer.
+# options; a tokenizer converter the keras-hub tokenizer. A callable task
+# argument is called with the converted tokenizer.
 KERAS_HUB_CONVERTERS = {
-    # keras-hub packs BART sources as `<s> tokens </s>`.
-    "BartBackbone": (convert_bart_backbone, convert_bart_tokenizer, {"source_bos": True}),
+    # keras-hub packs BART sources as `<s> tokens </s>`, and starts its
+    # decoder with `</s> <s>` (in training and in `generate`).
+    "BartBackbone": (
+        convert_bart_backbone,
+        convert_bart_tokenizer,
+        {
+            "source_bos": True,
+            "target_start_ids": lambda tokenizer: (tokenizer.eos_id, tokenizer.bos_id),
+        },
+    ),
 }
 
 
@@ -68,10 +78,11 @@ class Translator(Task):
 
     Trains with `model.fit` on batches from `make_dataset(sources, targets)`
     (teacher forcing: the decoder reads `[BOS] target` and predicts
-    `target [EOS]`), and translates with `translate(texts)`: greedy decoding
-    or beam search with a length penalty. Both run as one compiled loop over
-    the decoder's self-attention caches and cross-attention caches computed
-    once from the encoder output, so each new token costs one decoder step.
+    `target [EOS]`; `[BOS]` stands for `target_start_ids`), and translates
+    with `translate(texts)`: greedy decoding or beam search with a length
+    penalty. Both run as one compiled loop over the decoder's self-attention
+    caches and cross-attention caches computed once from the encoder output,
+    so each new token costs one decoder step.
 
     Args:
         backbone: a `Seq2SeqBackbone`.
@@ -80,6 +91,11 @@ class Translator(Task):
             source one (a shared vocabulary).
         source_bos: sources start with `[BOS]` (`[BOS] tokens [EOS]`, as
             BART reads them); default `False` (`tokens [EOS]`).
+        target_start_ids: the target ids the decoder starts from, in
+            training and decoding: a non-empty sequence of ids shorter than
+            the backbone's `target_length`. Default `None`:
+            `(target_tokenizer.bos_id,)`; BART's (`from_keras_hub`) are
+            `(eos_id, bos_id)`, `</s> <s>`.
 
     Example:
     >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
@@ -118,7 +134,13 @@ class Translator(Task):
     }
 
     def __init__(
-        self, backbone, source_tokenizer, target_tokenizer=None, source_bos=False, **kwargs
+        self,
+        backbone,
+        source_tokenizer,
+        target_tokenizer=None,
+        source_bos=False,
+        target_start_ids=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.source_bos = bool(source_bos)
@@ -131,6 +153,16 @@ class Translator(Task):
         check_tokenizer_fits(
             self.target_tokenizer, self.backbone.target_vocabulary_size, "target_tokenizer"
         )
+        if target_start_ids is not None:
+            target_start_ids = check_start_ids(
+                "target_start_ids", target_start_ids, self.backbone.target_length
+            )
+            check_ids_in_range(
+                "target_start_ids",
+                np.asarray(target_start_ids),
+                self.backbone.target_vocabulary_size,
+                "the target vocabulary size",
+            )
         # Compiled decoders by (search, beam width, length): not saved.
         self._untracked = Untracked()
         # Derived from the tokenizers and the backbone: not tracked or saved.
@@ -143,6 +175,7 @@ class Translator(Task):
                 self.backbone.source_length,
                 self.backbone.target_length,
                 source_bos=self.source_bos,
+                target_start_ids=target_start_ids,
             ),
         )
         # Every sublayer is built above: weights exist before any call.
@@ -166,7 +199,13 @@ class Translator(Task):
     def get_config(self):
         config = super().get_config()
         config["source_bos"] = self.source_bos
+        config["target_start_ids"] = list(self.target_start_ids)
         return config
+
+    @property
+    def target_start_ids(self):
+        """The tuple of target ids every decoder input starts with."""
+        return self.preprocessor.target_start_ids
 
     @classmethod
     def from_keras_hub(cls, preset_or_model, tokenizer=None, **kwargs):
@@ -176,8 +215,8 @@ class Translator(Task):
 
         Families: `KERAS_HUB_CONVERTERS` (BART: `BartBackbone`, post-norm,
         learned positions per side over one shared, tied token matrix,
-        embedding layer norms, erf GELU; sources `<s> tokens </s>`, decoding
-        from `<s>` to `</s>`).
+        embedding layer norms, erf GELU; sources `<s> tokens </s>`, targets
+        `</s> <s> tokens </s>`, decoding from `</s> <s>` to `</s>`).
 
         Args:
             preset_or_model: a keras-hub preset name or handle (keras-hub
@@ -216,6 +255,9 @@ class Translator(Task):
             )
         backbone = convert_backbone(hub_backbone, **kwargs)
         shared = given if given is not None else convert_tokenizer(hub_tokenizer)
+        task_args = {
+            key: value(shared) if callable(value) else value for key, value in task_args.items()
+        }
         return cls(backbone, shared, shared, **task_args)
 
     @classmethod
@@ -235,8 +277,8 @@ class Translator(Task):
     def texts_to_inputs(self, texts, targets=None):
         """`TextInputs` of source `texts` and their `targets` (default: this
         model's greedy translations): sequences `"source"` (tokens and
-        `[EOS]`) and `"target"` (`[BOS]` and tokens, the decoder's inputs:
-        position `i` predicts target token `i + 1`).
+        `[EOS]`) and `"target"` (`target_start_ids` (`[BOS]`) and tokens, the
+        decoder's inputs: position `i` predicts target token `i + 1`).
 
         Example:
         >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
@@ -252,7 +294,7 @@ class Translator(Task):
             # The decoded buffer itself (re-tokenizing its text could differ).
             target_ids = np.asarray(self.translate_ids(source_ids, beam_width=1))
             ends = np.isin(target_ids, (self.target_tokenizer.eos_id, pad_id))
-            ends[:, 0] = False
+            ends[:, : len(self.target_start_ids)] = False  # BART's start with </s>
             target_lengths = np.where(ends.any(axis=1), ends.argmax(axis=1), ends.shape[1])
             target_ids = np.where(
                 np.arange(target_ids.shape[1]) < target_lengths[:, None], target_ids, pad_id
@@ -339,7 +381,7 @@ class Translator(Task):
             beam_width: 1 for greedy decoding, more for beam search.
             length_penalty: GNMT `alpha` for beam search (0 = none).
             max_length: most target tokens to produce (default: the model's
-                `target_length - 1`).
+                `target_length` less the `target_start_ids`).
             no_repeat_ngram_size: `n` >= 0; no n-gram of target tokens
                 occurs twice in a translation (`[BOS]` included); with beam
                 search, in each beam. 0: off.
@@ -401,10 +443,10 @@ class Translator(Task):
             search: `"greedy"` or `"beam"`; by default greedy for
                 `beam_width=1`, beam search otherwise.
 
-        Returns int `(batch, max_length + 1)`: `[BOS]`, the translation, then
-        `[EOS]` and padding. One compiled function per search, beam width and
-        buffer length; the length penalty and the repetition controls are
-        tensor inputs (changing them does not recompile).
+        Returns int `(batch, len(target_start_ids) + max_length)`: the start
+        ids (`[BOS]`), the translation, then `[EOS]` and padding. One compiled
+        function per search, beam width and buffer length; the length penalty
+        and the repetition controls are tensor inputs (changing them does not recompile).
 
         `source_ids` must be int `(batch, source_length)` with ids in
         `[0, source_vocabulary_size)`, else a `ValueError` (the values are
@@ -427,13 +469,15 @@ class Translator(Task):
         )
         if search == "greedy" and beam_width != 1:
             raise ValueError(f"`search='greedy'` needs beam_width=1. Received: {beam_width}")
+        starts = len(self.target_start_ids)
+        room = self.backbone.target_length - starts
         if max_length is None:
-            max_length = self.backbone.target_length - 1
+            max_length = room
         max_length = check_positive_int("max_length", max_length)
-        if max_length >= self.backbone.target_length:
+        if max_length > room:
             raise ValueError(
-                f"`max_length` must be smaller than target_length "
-                f"({self.backbone.target_length}). Received: max_length={max_length}"
+                f"`max_length` must be at most target_length ({self.backbone.target_length}) "
+                f"less the {starts} target start id(s), {room}. Received: max_length={max_length}"
             )
         no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
             no_repeat_ngram_size, repetition_penalty
@@ -441,7 +485,9 @@ class Translator(Task):
         key = (search, beam_width, max_length)
         if key not in self._untracked.functions:
             self._untracked.functions[key] = compiled(
-                lambda s, p, n, r: self._decode(s, p, search, beam_width, max_length + 1, n, r)
+                lambda s, p, n, r: self._decode(
+                    s, p, search, beam_width, starts + max_length, n, r
+                )
             )
         return self._untracked.functions[key](
             source_ids,
@@ -514,8 +560,8 @@ class Translator(Task):
         - `logits({"source_ids", "target_ids"})`: `(batch, source_length)`
           and `(batch, target_length)` int32 -> `{"logits"}`.
 
-        Translations are at most `target_length - 1` tokens, as in
-        `translate`.
+        Translations are at most `target_length` less the start ids
+        tokens, as in `translate`.
         """
         beam_width = check_positive_int("beam_width", beam_width)
         target_length = self.backbone.target_length
@@ -587,9 +633,18 @@ class Translator(Task):
             )
             return self.vocabulary_logits(hidden[:, -1:])[:, 0], (self_caches, cross_caches, mask)
 
-        bos = ops.full((batch_size, 1), self.target_tokenizer.bos_id, "int32")
-        token_ids = ops.concatenate([bos, ops.zeros((batch_size, length - 1), "int32")], axis=1)
-        prompt_mask = ops.arange(length)[None, :] < 1
+        # The buffer starts with the start ids, a prompt the loops feed
+        # token by token before they generate.
+        starts = len(self.target_start_ids)
+        start_ids = ops.convert_to_tensor([self.target_start_ids], "int32")
+        token_ids = ops.concatenate(
+            [
+                ops.broadcast_to(start_ids, (batch_size, starts)),
+                ops.zeros((batch_size, length - starts), "int32"),
+            ],
+            axis=1,
+        )
+        prompt_mask = ops.arange(length)[None, :] < starts
         prompt_mask = ops.broadcast_to(prompt_mask, (batch_size, length))
         eos, pad = self.target_tokenizer.eos_id, self.target_tokenizer.pad_id
         if search == "greedy":

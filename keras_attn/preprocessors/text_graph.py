@@ -9,11 +9,13 @@ Python-side checks on values), so it can be saved into a SavedModel.
 import tensorflow as tf
 
 
-def prepend(ids, value):
-    """`[value] + row` for each row of ragged int32 `ids` `(B, None)`."""
-    column = tf.fill(tf.stack([ids.nrows(), 1]), tf.constant(value, ids.dtype))
-    column = tf.RaggedTensor.from_tensor(column, row_splits_dtype=ids.row_splits.dtype)
-    return tf.concat([column, ids], axis=1)
+def prepend(ids, values):
+    """`[values] + row` for each row of ragged int32 `ids` `(B, None)`;
+    `values` is one int or a sequence of them."""
+    values = tf.reshape(tf.constant(values, ids.dtype), [1, -1])
+    columns = tf.tile(values, tf.stack([ids.nrows(), 1]))
+    columns = tf.RaggedTensor.from_tensor(columns, row_splits_dtype=ids.row_splits.dtype)
+    return tf.concat([columns, ids], axis=1)
 
 
 def keep_last(ids, count):

@@ -6,9 +6,23 @@ import keras
 import tensorflow as tf
 
 from keras_attn.preprocessors import text_graph
-from keras_attn.preprocessors.preprocessor import Preprocessor, pack_sentence
+from keras_attn.preprocessors.preprocessor import Preprocessor
 from keras_attn.tokenizers import pack
-from keras_attn.utils.arguments import check_positive_int
+from keras_attn.utils.arguments import check_non_negative_int, check_positive_int
+
+
+def check_start_ids(name, start_ids, target_length=None):
+    """`start_ids` (a non-empty sequence of ids >= 0) as a tuple of ints;
+    with `target_length`, fewer than it (room for one generated token)."""
+    if isinstance(start_ids, (str, bytes)) or not hasattr(start_ids, "__len__"):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of token ids. Received: {name}={start_ids!r}"
+        )
+    start_ids = tuple(check_non_negative_int(name, value) for value in start_ids)
+    if not start_ids or (target_length is not None and len(start_ids) >= target_length):
+        bound = f" and shorter than target_length ({target_length})" if target_length else ""
+        raise ValueError(f"`{name}` must be non-empty{bound}. Received: {name}={start_ids!r}")
+    return start_ids
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -17,17 +31,22 @@ class TranslatorPreprocessor(Preprocessor):
 
     Sources become `tokens [EOS]` (`[BOS] tokens [EOS]` with `source_bos`,
     as BART reads them), cut at the end (keeping `[EOS]`) and padded to
-    `source_length`. For training (`call`), targets become
-    `[BOS] tokens [EOS]` packed to `target_length + 1`: the decoder reads
-    `[BOS] target` (`target_ids`) and predicts `target [EOS]` (labels,
-    weighted 1 on real tokens). `translations` turns decoded buffers (`[BOS]`
-    first) back into text.
+    `source_length`. Targets start with `target_start_ids` (default one
+    `[BOS]`; BART's are `</s> <s>`). For training (`call`), targets become
+    `start tokens [EOS]` packed to `target_length + 1`: the decoder reads all
+    but the last (`target_ids`) and predicts all but the first (labels,
+    weighted 1 on real tokens, later start ids included, as keras-hub's BART
+    preprocessor weights them). `translations` turns decoded buffers (the
+    start ids first) back into text.
 
     Args:
         source_tokenizer, target_tokenizer: `keras_attn.tokenizers`
             tokenizers (the same object for a shared vocabulary).
         source_length, target_length: the backbone's lengths.
         source_bos: start every source with `[BOS]`. Default `False`.
+        target_start_ids: the ids every target starts with, the decoder's
+            first inputs: a non-empty sequence shorter than `target_length`.
+            Default `None`: `(target_tokenizer.bos_id,)`.
 
     Example:
     >>> from keras_attn.tokenizers import ByteTokenizer
@@ -41,11 +60,11 @@ class TranslatorPreprocessor(Preprocessor):
     """
 
     tokenizer_names = ("source_tokenizer", "target_tokenizer")
-    config_keys = ("source_length", "target_length", "source_bos")
+    config_keys = ("source_length", "target_length", "source_bos", "target_start_ids")
 
     def __init__(
         self, source_tokenizer, target_tokenizer, source_length, target_length,
-        source_bos=False, **kwargs,
+        source_bos=False, target_start_ids=None, **kwargs,
     ):
         super().__init__(**kwargs)
         self.source_tokenizer = source_tokenizer
@@ -53,6 +72,11 @@ class TranslatorPreprocessor(Preprocessor):
         self.source_length = check_positive_int("source_length", source_length)
         self.target_length = check_positive_int("target_length", target_length)
         self.source_bos = bool(source_bos)
+        if target_start_ids is None:
+            target_start_ids = (target_tokenizer.bos_id,)
+        self.target_start_ids = check_start_ids(
+            "target_start_ids", target_start_ids, self.target_length
+        )
 
     def _pack_sources(self, texts):
         tokenizer = self.source_tokenizer
@@ -67,9 +91,26 @@ class TranslatorPreprocessor(Preprocessor):
         )
         return ids, truncated
 
+    def _start_columns(self, rows):
+        """int32 `(rows, len(target_start_ids))`: the start ids on every row."""
+        start = tf.constant(self.target_start_ids, tf.int32)[None, :]
+        return tf.tile(start, tf.stack([rows, 1]))
+
     def _pack_targets(self, texts):
+        # `start tokens [EOS]` packed to `target_length + 1`: the start ids
+        # before `tokens [EOS]` packed to the rest (cut at the end, `[EOS]` kept).
         tokenizer = self.target_tokenizer
-        return pack_sentence(tokenizer, tokenizer.tokenize(texts), self.target_length + 1)
+        ids, mask, truncated = pack(
+            tokenizer.tokenize(texts),
+            self.target_length + 1 - len(self.target_start_ids),
+            add_eos=True,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+        )
+        start = self._start_columns(tf.shape(ids)[0])
+        ids = tf.concat([start, ids], axis=1)
+        mask = tf.concat([tf.ones_like(start, tf.bool), mask], axis=1)
+        return ids, mask, truncated
 
     def _examples(self, sources, targets):
         source_ids, _ = self._pack_sources(sources)
@@ -86,11 +127,12 @@ class TranslatorPreprocessor(Preprocessor):
         return self._graph("sources", self._pack_sources, texts)
 
     def _decoder_ids(self, texts):
-        tokenizer = self.target_tokenizer
-        return text_graph.prepend(tokenizer.tokenize(texts), tokenizer.bos_id)
+        return text_graph.prepend(
+            self.target_tokenizer.tokenize(texts), self.target_start_ids
+        )
 
     def decoder_ids(self, texts):
-        """Ragged int32 `(batch, None)`: `[BOS] tokens` of each target text,
+        """Ragged int32 `(batch, None)`: `start tokens` of each target text,
         the decoder's inputs when it reads (rather than writes) them."""
         return self._graph("decoder_ids", self._decoder_ids, texts)
 
@@ -98,10 +140,11 @@ class TranslatorPreprocessor(Preprocessor):
         return self._pack_sources(sources)[1], self._pack_targets(targets)[2]
 
     def _translations(self, output):
-        # Position 0 holds [BOS]; a translation runs to [EOS] or padding.
+        # The start ids lead; a translation runs to [EOS] or padding.
         tokenizer = self.target_tokenizer
         rows, length = tf.shape(output)[0], tf.shape(output)[1]
-        starts, ends = tf.ones([rows], tf.int32), tf.fill([rows], length)
+        starts = tf.fill([rows], len(self.target_start_ids))
+        ends = tf.fill([rows], length)
         ids = text_graph.tokens_between(
             output, starts, ends, (tokenizer.eos_id, tokenizer.pad_id)
         )

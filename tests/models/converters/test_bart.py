@@ -118,7 +118,7 @@ def test_the_conversion_keeps_the_bart_settings(hub, translator):
         Translator.from_keras_hub(hub.backbone)
 
 
-def test_greedy_translation_equals_keras_hub_token_for_token(hub, translator):
+def test_greedy_translation_equals_keras_hub_generate_token_for_token(hub, translator):
     texts = ["the cat", "don't stop the cat's hat", "Héllo"]
     inputs = hub.preprocessor.generate_preprocess(texts)
     source = keras.ops.convert_to_numpy(inputs["encoder_token_ids"])
@@ -126,29 +126,71 @@ def test_greedy_translation_equals_keras_hub_token_for_token(hub, translator):
     np.testing.assert_array_equal(
         source, keras.ops.convert_to_numpy(translator.encode_sources(texts)[0])
     )
-    # keras-hub's BART preprocessor starts the decoder at `</s> <s>`; ours at
-    # one `[BOS]` (`<s>`). Both loops decoding from `<s>`: the same tokens.
-    prompt, prompt_mask = padded([[0]] * len(texts), 10)
+    # keras-hub's default decoder prompt is `</s> <s>`; so are our start ids.
+    prompt = keras.ops.convert_to_numpy(inputs["decoder_token_ids"])
+    assert translator.target_start_ids == (2, 0)
+    np.testing.assert_array_equal(prompt[:, :2], 2 * [[2, 0]] + [[2, 0]])
     on_ids = keras_hub.models.BartSeq2SeqLM(hub.backbone, preprocessor=None)
     on_ids.compile(sampler="greedy")
-    theirs = np.asarray(on_ids.generate(
-        dict(inputs, decoder_token_ids=prompt, decoder_padding_mask=prompt_mask),
-        stop_token_ids=None,
-    )["decoder_token_ids"])
-    ours = keras.ops.convert_to_numpy(translator.translate_ids(source, max_length=9))
+    theirs = np.asarray(on_ids.generate(inputs, stop_token_ids=None)["decoder_token_ids"])
+    ours = keras.ops.convert_to_numpy(translator.translate_ids(source))
     assert theirs.shape == ours.shape == (3, 10)
     # keras-hub runs to the end of the buffer; ours pads after its first </s>.
     for their_row, our_row in zip(theirs, ours):
-        ends = np.flatnonzero(their_row[1:] == 2)
-        length = 1 + (ends[0] + 1 if len(ends) else 9)
+        ends = np.flatnonzero(their_row[2:] == 2)
+        length = 2 + (ends[0] + 1 if len(ends) else 8)
         np.testing.assert_array_equal(our_row[:length], their_row[:length])
         assert np.all(our_row[length:] == 1)
     assert len({tuple(row) for row in ours}) > 1  # the sources steer the decoding
-    assert translator.translate(texts) == [
-        translator.target_tokenizer.detokenize(row[1:][~np.isin(row[1:], (1, 2))])
-        .numpy().decode("utf-8", errors="replace")
-        for row in ours
-    ]
+    # keras-hub's own `generate` on strings (default prompt, stop at </s>).
+    assert translator.translate(texts) == list(hub.generate(texts))
+    assert translator.translate(texts[0]) == hub.generate(texts[0])
+
+
+def test_beam_search_decodes_from_the_two_start_ids(translator):
+    texts = ["the cat", "don't stop the cat's hat", "Héllo"]
+    source, _ = translator.encode_sources(texts)
+    beams = keras.ops.convert_to_numpy(translator.translate_ids(source, beam_width=3))
+    assert beams.shape == (3, 10) and np.all(beams[:, :2] == [2, 0])
+    # One beam is greedy decoding.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(translator.translate_ids(source, beam_width=1, search="beam")),
+        keras.ops.convert_to_numpy(translator.translate_ids(source)),
+    )
+    outputs = translator.translate(texts, beam_width=3, length_penalty=1.0)
+    assert len(outputs) == 3 and all(isinstance(text, str) for text in outputs)
+    with pytest.raises(ValueError, match="max_length"):
+        translator.translate_ids(source, max_length=9)  # 2 start ids + 9 > target_length 10
+
+
+def test_teacher_forced_batch_and_logits_equal_keras_hub_preprocessing(hub, translator):
+    sources = ["the cat", "don't stop the cat's hat", ""]
+    targets = ["Héllo the cat", "", "don't stop the cat's hat isn't in the cat, the cat"]
+    (x, y, weights) = hub.preprocessor({"encoder_text": sources, "decoder_text": targets})
+    x = {key: keras.ops.convert_to_numpy(value) for key, value in x.items()}
+    inputs, labels, our_weights = translator.preprocessor(sources, targets)
+    np.testing.assert_array_equal(inputs["source_ids"].numpy(), x["encoder_token_ids"])
+    np.testing.assert_array_equal(inputs["target_ids"].numpy(), x["decoder_token_ids"])
+    np.testing.assert_array_equal(labels.numpy(), keras.ops.convert_to_numpy(y))
+    np.testing.assert_array_equal(our_weights.numpy(), keras.ops.convert_to_numpy(weights))
+    assert x["decoder_token_ids"][1].tolist()[:4] == [2, 0, 2, 1]  # an empty target
+    assert x["decoder_token_ids"][2][-1] != 1  # a target cut to fit
+    expected = keras.ops.convert_to_numpy(hub(x))
+    logits = keras.ops.convert_to_numpy(translator(inputs))
+    mask = x["decoder_padding_mask"]
+    assert np.max(np.abs(logits - expected)[mask]) < 1e-4
+    # texts_to_inputs reads targets as keras-hub's decoder prompts: `</s> <s> tokens`.
+    batch = translator.texts_to_inputs(sources, targets=targets)
+    assert all(row[:2] == ["</s>", "<s>"] for row in batch.tokens["target"])
+    prompts = hub.preprocessor.generate_preprocess(
+        {"encoder_text": sources, "decoder_text": targets}
+    )["decoder_token_ids"]
+    target_ids = batch.inputs["target_ids"]
+    np.testing.assert_array_equal(
+        target_ids, keras.ops.convert_to_numpy(prompts)[:, : target_ids.shape[1]]
+    )
+    greedy = translator.texts_to_inputs(sources)
+    assert all(row[:2] == ["</s>", "<s>"] for row in greedy.tokens["target"])
 
 
 def test_tokenizer_ids_equal_keras_hub(hub, translator):
@@ -176,8 +218,9 @@ def test_save_to_preset_and_from_preset_give_equal_outputs(translator, tmp_path)
     translator.save_to_preset(str(tmp_path / "bart"))
     loaded = Translator.from_preset(str(tmp_path / "bart"))
     assert loaded.source_bos and loaded.backbone.get_config() == translator.backbone.get_config()
+    assert loaded.target_start_ids == (2, 0)
     source, _ = padded([[0, 40, 41, 2], [0, 2]], 16)
-    target, _ = padded([[0, 50, 51], [0]], 10)
+    target, _ = padded([[2, 0, 50, 51], [2, 0]], 10)
     inputs = {"source_ids": source, "target_ids": target}
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(inputs)), keras.ops.convert_to_numpy(translator(inputs))
