@@ -227,3 +227,21 @@ def test_save_to_preset_and_from_preset_give_equal_outputs(translator, tmp_path)
     )
     texts = ["the cat", "Héllo"]
     assert loaded.translate(texts) == translator.translate(texts)
+
+
+def test_the_export_serves_translations_from_the_two_start_ids(translator, tmp_path):
+    from keras_attn.export import export
+    from keras_attn.export.serve_check import run_in_fresh_process
+
+    texts = ["the cat", "don't stop the cat's hat", "Héllo"]
+    path = str(tmp_path / "bart_export")
+    export(translator, path, beam_width=2)
+    answer = run_in_fresh_process(path, [
+        ("serving_default", {"inputs": texts}),
+        ("translate", {"inputs": texts, "length_penalty": 0.6, "no_repeat_ngram_size": 0,
+                       "repetition_penalty": 1.0}),
+    ])
+    assert answer["leaked"] == []
+    greedy, beam = (call["outputs"]["translations"] for call in answer["results"])
+    assert greedy == translator.translate(texts)
+    assert beam == translator.translate(texts, beam_width=2, length_penalty=0.6)
