@@ -230,3 +230,32 @@ def test_a_preset_whose_config_changes_source_length_is_refused(small_translator
         Translator.from_preset(str(path))
     assert str(path / "config.json") in str(error.value)
     assert str(path / "model.weights.h5") in str(error.value)
+
+
+def test_target_start_ids_lead_every_decoded_buffer_and_round_trip():
+    keras.utils.set_random_seed(3)
+    translator = Translator.from_preset(
+        "tiny", source_length=16, target_length=8, num_encoder_layers=1,
+        num_decoder_layers=1, target_start_ids=(3, 2),
+    )
+    source_ids, _ = translator.encode_sources(["one two", "three"])
+    for beam_width in (1, 2):
+        output = ops.convert_to_numpy(translator.translate_ids(source_ids, beam_width=beam_width))
+        assert output.shape == (2, 8) and np.all(output[:, :2] == [3, 2])
+    # Cached greedy decoding from two start ids = argmax of full forward passes.
+    output = ops.convert_to_numpy(translator.translate_ids(source_ids, max_length=3))
+    for step in range(2, 5):
+        logits = logits_of(translator, {"source_ids": source_ids, "target_ids": output[:, :step]})
+        expected = np.argmax(logits[:, -1], axis=-1)
+        alive = ~np.isin(output[:, 2:step], (3, 0)).any(axis=1)
+        np.testing.assert_array_equal(output[alive, step], expected[alive])
+    batch = translator.texts_to_inputs(["one two"], targets=["ab"])
+    assert batch.tokens["target"][0] == ["[EOS]", "[BOS]", "a", "b"]
+    assert translator.get_config()["target_start_ids"] == [3, 2]
+    restored = Translator.from_config(json.loads(json.dumps(translator.get_config())))
+    assert restored.target_start_ids == (3, 2)
+    with pytest.raises(ValueError, match="max_length"):
+        translator.translate_ids(source_ids, max_length=7)
+    with pytest.raises(ValueError, match="target_start_ids"):
+        Translator.from_preset("tiny", source_length=16, target_length=8, num_encoder_layers=1,
+                               num_decoder_layers=1, target_start_ids=(3, 9999))

@@ -123,6 +123,28 @@ def test_translator_targets_are_shifted_and_counted():
     assert [t.decode() for t in decoded.numpy()] == ["ab", ""]
 
 
+def test_translator_targets_start_with_every_start_id():
+    byte = ByteTokenizer()
+    preprocessor = TranslatorPreprocessor(byte, byte, 6, 5, target_start_ids=(3, 2))
+    inputs, labels, weights = _numpy(
+        preprocessor(tf.constant(["ab", "x"]), tf.constant(["cde", "fghij"]))
+    )
+    assert inputs["target_ids"].tolist() == [[3, 2, 106, 107, 108], [3, 2, 109, 110, 111]]
+    # The second start id is a label (weighted, as keras-hub's BART weights `<s>`).
+    assert labels.tolist() == [[2, 106, 107, 108, 3], [2, 109, 110, 111, 3]]
+    assert weights.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
+    _, targets = preprocessor.count_truncated(["a", "a"], ["cde", "fghij"])
+    assert targets.tolist() == [0, 2]  # 6 = 2 start ids + 3 tokens + [EOS]
+    assert preprocessor.decoder_ids(tf.constant(["ab", ""])).to_list() == [[3, 2, 104, 105], [3, 2]]
+    decoded = preprocessor.translations(tf.constant([[3, 2, 104, 105, 3, 110], [3, 2, 0, 0, 0, 0]]))
+    assert [t.decode() for t in decoded.numpy()] == ["ab", ""]
+    restored = TranslatorPreprocessor.from_config(preprocessor.get_config())
+    assert restored.target_start_ids == (3, 2)
+    for bad in ((), (1, 2, 3, 4, 5), (-1,), "ab", 2):
+        with pytest.raises(ValueError, match="target_start_ids"):
+            TranslatorPreprocessor(byte, byte, 6, 5, target_start_ids=bad)
+
+
 def test_fill_mask_inputs_put_a_mask_id_at_each_literal_mask(word_piece):
     preprocessor = MaskedLMPreprocessor(word_piece, 16)
     texts = ["Ça va? [MASK] bien", "[MASK][MASK]", "no mask"]
