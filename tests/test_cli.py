@@ -18,6 +18,8 @@ def _run(*args, timeout=600):
     )
 
 
+# CI runs the full `keras-attn quickstart` itself (the README's first command).
+@pytest.mark.slow
 def test_quickstart_fast_trains_all_three_tiny_models(tmp_path):
     metrics_path = tmp_path / "metrics.json"
     output_dir = tmp_path / "models"

@@ -724,8 +724,6 @@ def _hub_arguments(task, model):
         ({"tokenizer": {"type": "byte"}},
          r"tokenizer: does not apply to a keras_hub: preset \('bert_base_en_uncased' brings "
          r"its checkpoint's tokenizer\): drop this section"),
-        ({"task": "translator", "data": {"train": "number_words"}},
-         r"preset: keras_hub: presets build classifier, generator, masked_lm recipes"),
         ({"preset": "keras_hub:"}, r"preset: keras_hub: must be followed by a keras-hub preset"),
     ],
 )
