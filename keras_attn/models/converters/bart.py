@@ -1,9 +1,9 @@
 """BART from keras-hub: `BartBackbone` -> `Seq2SeqBackbone` with the same
 numbers, and its byte-level BPE tokenizer -> `BytePairTokenizer`."""
 
-import keras
 import numpy as np
 
+from keras_attn.models.converters.keras_hub_checkpoints import copy_weights_by_path
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_attn.utils.arguments import check_positive_int
@@ -116,7 +116,10 @@ def convert_bart_backbone(hub_backbone, source_length=None, target_length=None, 
         dtype="float32",
         **lengths,
     )
-    _copy_weights(hub_backbone, backbone, lengths)
+    copy_weights_by_path(hub_backbone, backbone, _our_path, "BART", {
+        "source_embedding/position_embedding/embeddings": lengths["source_length"],
+        "target_position_embedding/embeddings": lengths["target_length"],
+    })
     return backbone
 
 
@@ -185,31 +188,3 @@ def _our_path(path):
     return path
 
 
-def _copy_weights(hub_backbone, backbone, lengths):
-    ours = {weight.path.split("/", 1)[1]: weight for weight in backbone.weights}
-    theirs = {}
-    for weight in hub_backbone.weights:
-        path = weight.path
-        if path.split("/", 1)[0] == hub_backbone.name:
-            path = path.split("/", 1)[1]
-        theirs[_our_path(path)] = weight
-    if set(theirs) != set(ours):
-        raise ValueError(
-            "BART conversion found weights it cannot place: "
-            f"keras-hub only {sorted(set(theirs) - set(ours))[:5]}, "
-            f"keras-attn only {sorted(set(ours) - set(theirs))[:5]}"
-        )
-    position_rows = {
-        "source_embedding/position_embedding/embeddings": lengths["source_length"],
-        "target_position_embedding/embeddings": lengths["target_length"],
-    }
-    for path, target in ours.items():
-        value = keras.ops.convert_to_numpy(theirs[path].value).astype("float32")
-        if path in position_rows:
-            value = value[: position_rows[path]]
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(
-                f"BART conversion: weight {path} has shape {value.shape} in keras-hub, "
-                f"{tuple(target.shape)} here"
-            )
-        target.assign(value)

@@ -1,9 +1,9 @@
 """GPT-2 from keras-hub: `GPT2Backbone` -> `DecoderBackbone` with the same
 numbers, and its byte-level BPE tokenizer -> `BytePairTokenizer`."""
 
-import keras
 import numpy as np
 
+from keras_attn.models.converters.keras_hub_checkpoints import copy_weights_by_path
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_attn.tokenizers.special_tokens import SPECIAL_ROLES
@@ -95,7 +95,9 @@ def convert_gpt2_backbone(hub_backbone, sequence_length=None, dropout=None):
         pad_token_id=None,
         dtype="float32",
     )
-    _copy_weights(hub_backbone, backbone, sequence_length)
+    copy_weights_by_path(hub_backbone, backbone, _our_path, "GPT-2", {
+        "embedding/position_embedding/embeddings": sequence_length,
+    })
     return backbone
 
 
@@ -157,27 +159,3 @@ def _our_path(path):
     return path
 
 
-def _copy_weights(hub_backbone, backbone, sequence_length):
-    ours = {weight.path.split("/", 1)[1]: weight for weight in backbone.weights}
-    theirs = {}
-    for weight in hub_backbone.weights:
-        path = weight.path
-        if path.split("/", 1)[0] == hub_backbone.name:
-            path = path.split("/", 1)[1]
-        theirs[_our_path(path)] = weight
-    if set(theirs) != set(ours):
-        raise ValueError(
-            "GPT-2 conversion found weights it cannot place: "
-            f"keras-hub only {sorted(set(theirs) - set(ours))[:5]}, "
-            f"keras-attn only {sorted(set(ours) - set(theirs))[:5]}"
-        )
-    for path, target in ours.items():
-        value = keras.ops.convert_to_numpy(theirs[path].value).astype("float32")
-        if path == "embedding/position_embedding/embeddings":
-            value = value[:sequence_length]
-        if tuple(value.shape) != tuple(target.shape):
-            raise ValueError(
-                f"GPT-2 conversion: weight {path} has shape {value.shape} in keras-hub, "
-                f"{tuple(target.shape)} here"
-            )
-        target.assign(value)

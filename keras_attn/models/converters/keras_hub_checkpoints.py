@@ -1,6 +1,7 @@
 """Reading a keras-hub checkpoint for conversion: a preset name (keras-hub
 downloads it) or a keras-hub backbone or task already built (offline)."""
 
+import keras
 import keras_hub
 
 from keras_attn.utils.arguments import ArgumentError
@@ -51,6 +52,45 @@ def check_backbone_class(backbone, converters, converted_by):
             f"{name}, which keras-attn cannot express as this task"
         )
     return converters[name]
+
+
+def copy_weights_by_path(hub_backbone, backbone, our_path, family, kept_rows=None):
+    """Copies every keras-hub weight onto the keras-attn weight at the same
+    path (after `our_path` renames it), checking that each side has exactly
+    the other's weights and that every shape matches.
+
+    Args:
+        hub_backbone, backbone: the keras-hub source and the keras-attn target.
+        our_path: keras-hub weight path (without the model's name) -> the
+            keras-attn path (without the model's name).
+        family: the checkpoint family, for messages (e.g. `"GPT-2"`).
+        kept_rows: keras-attn path -> rows kept of that weight (position
+            tables of a model converted to a shorter length).
+    """
+    kept_rows = kept_rows or {}
+    ours = {weight.path.split("/", 1)[1]: weight for weight in backbone.weights}
+    theirs = {}
+    for weight in hub_backbone.weights:
+        path = weight.path
+        if path.split("/", 1)[0] == hub_backbone.name:
+            path = path.split("/", 1)[1]
+        theirs[our_path(path)] = weight
+    if set(theirs) != set(ours):
+        raise ValueError(
+            f"{family} conversion found weights it cannot place: "
+            f"keras-hub only {sorted(set(theirs) - set(ours))[:5]}, "
+            f"keras-attn only {sorted(set(ours) - set(theirs))[:5]}"
+        )
+    for path, target in ours.items():
+        value = keras.ops.convert_to_numpy(theirs[path].value).astype("float32")
+        if path in kept_rows:
+            value = value[: kept_rows[path]]
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(
+                f"{family} conversion: weight {path} has shape {value.shape} in keras-hub, "
+                f"{tuple(target.shape)} here"
+            )
+        target.assign(value)
 
 
 def _from_preset(cls, preset, what):
