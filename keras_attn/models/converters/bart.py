@@ -3,7 +3,10 @@ numbers, and its byte-level BPE tokenizer -> `BytePairTokenizer`."""
 
 import numpy as np
 
-from keras_attn.models.converters.keras_hub_checkpoints import copy_weights_by_path
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_transformer_layer,
+    copy_weights_by_path,
+)
 from keras_attn.models.seq2seq_backbone import Seq2SeqBackbone
 from keras_attn.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_attn.utils.arguments import check_positive_int
@@ -83,7 +86,7 @@ def convert_bart_backbone(hub_backbone, source_length=None, target_length=None, 
             )
         lengths[argument] = value
     for layer in hub_backbone.encoder_transformer_layers + hub_backbone.decoder_transformer_layers:
-        _check_layer(layer)
+        check_transformer_layer(layer, "BART", norm_first=False, activation="gelu")
     for norm in (
         hub_backbone.encoder_embeddings_layer_norm, hub_backbone.decoder_embeddings_layer_norm
     ):
@@ -160,24 +163,6 @@ def convert_bart_tokenizer(hub_tokenizer):
         unsplittable_tokens=list(hub_tokenizer.unsplittable_tokens or []),
         add_prefix_space=bool(hub_tokenizer.add_prefix_space),
     )
-
-
-def _check_layer(layer):
-    name = layer.name
-    if layer.normalize_first:
-        raise ValueError(
-            f"BART conversion supports post-norm layers. Received: {name}.normalize_first=True"
-        )
-    if not np.isclose(layer.layer_norm_epsilon, 1e-5):
-        raise ValueError(
-            "BART conversion supports layer norms with epsilon 1e-5. Received: "
-            f"{name}.layer_norm_epsilon={layer.layer_norm_epsilon}"
-        )
-    activation = getattr(layer.activation, "__name__", str(layer.activation))
-    if activation != "gelu":
-        raise ValueError(
-            f"BART conversion supports the erf GELU. Received: {name}.activation={activation}"
-        )
 
 
 def _our_path(path):

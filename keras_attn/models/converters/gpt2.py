@@ -3,7 +3,10 @@ numbers, and its byte-level BPE tokenizer -> `BytePairTokenizer`."""
 
 import numpy as np
 
-from keras_attn.models.converters.keras_hub_checkpoints import copy_weights_by_path
+from keras_attn.models.converters.keras_hub_checkpoints import (
+    check_transformer_layer,
+    copy_weights_by_path,
+)
 from keras_attn.models.decoder_backbone import DecoderBackbone
 from keras_attn.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_attn.tokenizers.special_tokens import SPECIAL_ROLES
@@ -131,25 +134,9 @@ def convert_gpt2_tokenizer(hub_tokenizer):
 
 
 def _check_layer(layer):
-    name = layer.name
-    if not layer.normalize_first:
-        raise ValueError(
-            f"GPT-2 conversion supports pre-norm layers. Received: {name}.normalize_first=False"
-        )
-    if not np.isclose(layer.layer_norm_epsilon, 1e-5):
-        raise ValueError(
-            "GPT-2 conversion supports layer norms with epsilon 1e-5. Received: "
-            f"{name}.layer_norm_epsilon={layer.layer_norm_epsilon}"
-        )
-    activation = getattr(layer.activation, "__name__", str(layer.activation))
-    if activation != "gelu_approximate":
-        raise ValueError(
-            "GPT-2 conversion supports the tanh-approximated GELU. Received: "
-            f"{name}.activation={activation}"
-        )
+    check_transformer_layer(layer, "GPT-2", norm_first=True, activation="gelu_approximate")
     if getattr(layer, "_cross_attention_layer", None) is not None:
-        raise ValueError(f"GPT-2 conversion supports no cross-attention. Received: {name}")
-
+        raise ValueError(f"GPT-2 conversion supports no cross-attention. Received: {layer.name}")
 
 def _our_path(path):
     for theirs, ours in _PATH_PARTS:

@@ -3,6 +3,7 @@ downloads it) or a keras-hub backbone or task already built (offline)."""
 
 import keras
 import keras_hub
+import numpy as np
 
 from keras_attn.utils.arguments import ArgumentError
 
@@ -52,6 +53,38 @@ def check_backbone_class(backbone, converters, converted_by):
             f"{name}, which keras-attn cannot express as this task"
         )
     return converters[name]
+
+
+def check_transformer_layer(layer, family, norm_first, activation, epsilon=1e-5):
+    """Raises unless a keras-hub Transformer layer has the block layout,
+    activation and layer-norm epsilon `family`'s conversion maps exactly.
+
+    Args:
+        layer: a keras-hub `TransformerEncoder` / `TransformerDecoder`.
+        family: the checkpoint family, for messages (e.g. `"GPT-2"`).
+        norm_first: the expected `normalize_first` (pre-norm).
+        activation: the expected activation's name (`"gelu"` is the erf
+            GELU, `"gelu_approximate"` the tanh one).
+        epsilon: the expected layer-norm epsilon.
+    """
+    name = layer.name
+    if bool(layer.normalize_first) != norm_first:
+        layout = "pre-norm" if norm_first else "post-norm"
+        raise ValueError(
+            f"{family} conversion supports {layout} layers. Received: "
+            f"{name}.normalize_first={bool(layer.normalize_first)}"
+        )
+    if not np.isclose(layer.layer_norm_epsilon, epsilon):
+        raise ValueError(
+            f"{family} conversion supports layer norms with epsilon {epsilon}. Received: "
+            f"{name}.layer_norm_epsilon={layer.layer_norm_epsilon}"
+        )
+    found = getattr(layer.activation, "__name__", str(layer.activation))
+    if found != activation:
+        raise ValueError(
+            f"{family} conversion supports the activation {activation!r}. Received: "
+            f"{name}.activation={found}"
+        )
 
 
 def copy_weights_by_path(hub_backbone, backbone, our_path, family, kept_rows=None):
