@@ -7,6 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# Multi-module runs execute in worker processes (see the module's docstring).
+pytest_plugins = ("tests.process_isolation",)
+
 # A test that grew the process by more than this collects garbage when it
 # ends: Keras models are reference cycles, so a model a test built (a
 # 124M-parameter preset, a fitted task) otherwise stays in memory until

@@ -1,0 +1,431 @@
+"""Runs the suite's test modules in worker processes that are replaced as they grow.
+
+TensorFlow keeps native memory from every model a test compiles and trains
+(tens to hundreds of MiB each, not returned by `gc` or
+`keras.backend.clear_session`), so one process running the whole suite grew
+past 14 GB. Here the pytest process collects and reports as usual, while the
+tests run in child pytest processes, a few at a time; each child asks for one
+test module at a time and exits once it has grown past a memory limit, and a
+fresh child takes the next module. A module always runs whole in one child, so
+module-scoped fixtures are shared as they are in-process.
+
+Options (also read from the environment, so the README's plain
+`python -m pytest` gets them):
+
+- `--isolation {auto,off}` (`KERAS_ATTN_TEST_ISOLATION`): `auto` isolates a
+  run that spans more than one module; `off` runs in this process.
+- `--isolation-workers N` (`KERAS_ATTN_TEST_WORKERS`, default 2): children
+  running at once.
+- `--isolation-memory-mb MB` (`KERAS_ATTN_TEST_WORKER_MEMORY_MB`, default 1536):
+  a child exits after the module that left it above this resident size.
+
+A child that dies inside a test (a crash, the kernel's OOM killer) fails that
+test with the child's exit status and the end of its output; the rest of its
+module goes to the next child.
+"""
+
+import collections
+import json
+import os
+import selectors
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+_CHILD_OPTION = "--isolation-child"
+
+
+def _environment_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _resident_mb():
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("keras-attn", "keras-attn process isolation")
+    group.addoption(
+        "--isolation",
+        choices=("auto", "off"),
+        default=os.environ.get("KERAS_ATTN_TEST_ISOLATION", "auto"),
+        help="auto: run the tests of a multi-module run in worker processes; off: in this one",
+    )
+    group.addoption(
+        "--isolation-workers",
+        type=int,
+        default=_environment_int("KERAS_ATTN_TEST_WORKERS", 2),
+        help="worker processes running at once (default 2)",
+    )
+    group.addoption(
+        "--isolation-memory-mb",
+        type=int,
+        default=_environment_int("KERAS_ATTN_TEST_WORKER_MEMORY_MB", 1536),
+        help="a worker is replaced after a module leaves it above this many MiB (default 1536)",
+    )
+    group.addoption(_CHILD_OPTION, default=None, help="internal: file descriptors to the parent")
+    group.addoption("--isolation-items", default=None, help="internal: node ids to collect")
+
+
+def _is_child(config):
+    return config.getoption(_CHILD_OPTION) is not None
+
+
+def _isolating(session):
+    config = session.config
+    if config.getoption("isolation") == "off" or _is_child(config):
+        return False
+    if config.option.collectonly or config.getoption("usepdb", False):
+        return False
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker already is a process of its own
+        return False
+    modules = {item.nodeid.split("::")[0] for item in session.items}
+    return len(modules) > 1 and config.getoption("isolation_workers") > 0
+
+
+# ------------------------------------------------------------------ the child
+
+
+class _Channel:
+    """Line-delimited JSON over the two pipes a child shares with its parent."""
+
+    def __init__(self, descriptors):
+        read_fd, write_fd = (int(fd) for fd in descriptors.split(","))
+        self._commands = os.fdopen(read_fd, "r", encoding="utf-8")
+        self._messages = os.fdopen(write_fd, "w", encoding="utf-8")
+
+    def send(self, kind, **fields):
+        self._messages.write(json.dumps({"kind": kind, **fields}) + "\n")
+        self._messages.flush()
+
+    def receive(self):
+        line = self._commands.readline()
+        return json.loads(line) if line else []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    path = config.getoption("isolation_items")
+    if not _is_child(config) or path is None:
+        return
+    with open(path, encoding="utf-8") as handle:
+        wanted = set(json.load(handle))
+    kept = [item for item in items if item.nodeid in wanted]
+    dropped = [item for item in items if item.nodeid not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
+_child = {}  # "config" and "channel" in a child process
+
+
+def pytest_configure(config):
+    if _is_child(config):
+        _child["config"] = config
+        _child["channel"] = _Channel(config.getoption(_CHILD_OPTION))
+
+
+def _child_loop(session):
+    config = session.config
+    channel = _child["channel"]
+    items = {item.nodeid: item for item in session.items}
+    limit = config.getoption("isolation_memory_mb")
+    while True:
+        channel.send("next")
+        unit = [items[nodeid] for nodeid in channel.receive()]
+        if not unit:
+            return True
+        for index, item in enumerate(unit):
+            nextitem = unit[index + 1] if index + 1 < len(unit) else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        resident = _resident_mb()
+        if resident > limit:
+            channel.send("recycle", resident_mb=round(resident))
+            return True
+
+
+def pytest_runtest_logstart(nodeid, location):
+    channel = _current_channel()
+    if channel is not None:
+        channel.send("start", nodeid=nodeid, location=list(location))
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    channel = _current_channel()
+    if channel is not None:
+        channel.send("finish", nodeid=nodeid, location=list(location))
+
+
+def pytest_runtest_logreport(report):
+    channel = _current_channel()
+    if channel is not None:
+        config = _child["config"]
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        channel.send("report", report=data)
+
+
+def pytest_warning_recorded(warning_message, when, nodeid, location):
+    channel = _current_channel()
+    if channel is not None and when == "runtest":
+        channel.send(
+            "warning",
+            category=warning_message.category.__name__,
+            message=str(warning_message.message),
+            filename=str(warning_message.filename),
+            lineno=warning_message.lineno,
+            nodeid=nodeid,
+        )
+
+
+def _current_channel():
+    return _child.get("channel")
+
+
+# ----------------------------------------------------------------- the parent
+
+
+class _Worker:
+    def __init__(self, number, command, cwd, log_path, environment):
+        command_read, self._command_write = os.pipe()
+        self.messages_fd, message_write = os.pipe()
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command + [_CHILD_OPTION, f"{command_read},{message_write}"],
+                cwd=cwd,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(command_read, message_write),
+            )
+        os.close(command_read)
+        os.close(message_write)
+        self.number = number
+        self.buffer = b""
+        self.unit = []  # node ids handed over and not finished
+        self.running = None  # (node id, location) of the test in progress
+        self.progressed = False
+
+    def send(self, nodeids):
+        try:
+            os.write(self._command_write, (json.dumps(nodeids) + "\n").encode())
+        except BrokenPipeError:
+            pass
+
+    def close(self):
+        for fd in (self._command_write, self.messages_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def output_tail(self, lines=40):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class _IsolatedRun:
+    def __init__(self, session):
+        self.session = session
+        self.config = session.config
+        self.items = {item.nodeid: item for item in session.items}
+        units = collections.OrderedDict()
+        for item in session.items:
+            units.setdefault(item.nodeid.split("::")[0], []).append(item.nodeid)
+        self.units = collections.deque(units.values())
+        self.selector = selectors.DefaultSelector()
+        self.workers = []
+        self.started = 0
+        self.failed_starts = 0
+        basetemp = self.config._tmp_path_factory.getbasetemp()
+        self.directory = basetemp / "isolation"
+        self.directory.mkdir(exist_ok=True)
+        self.items_path = self.directory / "items.json"
+        self.items_path.write_text(json.dumps(list(self.items)), encoding="utf-8")
+        modules = sorted({str(item.path) for item in session.items})
+        self.command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "-o", "addopts=", "--isolation=off",
+            "--rootdir", str(self.config.rootpath),
+            "--tb", self.config.option.tbstyle,
+            "--isolation-items", str(self.items_path),
+            "--isolation-memory-mb", str(self.config.getoption("isolation_memory_mb")),
+        ]
+        if self.config.inipath is not None:
+            self.command += ["-c", str(self.config.inipath)]
+        args = [str(arg) for arg in self.config.invocation_params.args]
+        for index, arg in enumerate(args):  # plugins named with -p travel along
+            if arg == "-p" and index + 1 < len(args):
+                self.command += ["-p", args[index + 1]]
+            elif arg.startswith("-p") and len(arg) > 2:
+                self.command.append(arg)
+        self.modules = modules
+        self.environment = dict(os.environ, KERAS_ATTN_TEST_ISOLATION="off")
+
+    def stopping(self):
+        return bool(self.session.shouldfail or self.session.shouldstop)
+
+    def start_worker(self):
+        self.started += 1
+        worker = _Worker(
+            self.started,
+            self.command + ["--basetemp", str(self.directory / f"worker{self.started}")]
+            + self.modules,
+            self.config.invocation_params.dir,
+            self.directory / f"worker{self.started}.log",
+            self.environment,
+        )
+        self.workers.append(worker)
+        self.selector.register(worker.messages_fd, selectors.EVENT_READ, worker)
+
+    def run(self):
+        limit = self.config.getoption("isolation_workers")
+        try:
+            while True:
+                while not self.stopping() and len(self.workers) < limit and self._worker_needed():
+                    self.start_worker()
+                if not self.workers:
+                    break
+                for key, _ in self.selector.select(timeout=1.0):
+                    self.read(key.data)
+        finally:
+            for worker in self.workers:
+                worker.process.kill()
+                worker.process.wait()
+                worker.close()
+        if self.session.shouldfail:
+            raise self.session.Failed(self.session.shouldfail)
+        if self.session.shouldstop:
+            raise self.session.Interrupted(self.session.shouldstop)
+        return True
+
+    def _worker_needed(self):
+        # A new worker only when the queued modules outnumber the workers that
+        # are about to ask for one.
+        waiting = sum(1 for worker in self.workers if not worker.unit)
+        return len(self.units) > waiting
+
+    def read(self, worker):
+        try:
+            chunk = os.read(worker.messages_fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.finish(worker)
+            return
+        worker.buffer += chunk
+        *lines, worker.buffer = worker.buffer.split(b"\n")
+        for line in lines:
+            if line:
+                self.handle(worker, json.loads(line))
+
+    def handle(self, worker, message):
+        hook = self.config.hook
+        kind = message["kind"]
+        if kind == "next":
+            if self.units and not self.stopping():
+                worker.unit = list(self.units.popleft())
+            else:
+                worker.unit = []
+            worker.send(worker.unit)
+        elif kind == "start":
+            worker.running = (message["nodeid"], tuple(message["location"]))
+            worker.progressed = True
+            hook.pytest_runtest_logstart(nodeid=message["nodeid"], location=worker.running[1])
+        elif kind == "report":
+            data = message["report"]
+            report = hook.pytest_report_from_serializable(config=self.config, data=data)
+            hook.pytest_runtest_logreport(report=report)
+        elif kind == "finish":
+            nodeid = message["nodeid"]
+            hook.pytest_runtest_logfinish(nodeid=nodeid, location=tuple(message["location"]))
+            if nodeid in worker.unit:
+                worker.unit.remove(nodeid)
+            worker.running = None
+        elif kind == "warning":
+            self.warn(message)
+        elif kind == "recycle":
+            worker.unit = []
+
+    def warn(self, message):
+        import builtins
+
+        text = message["message"]
+        category = getattr(builtins, message["category"], None)
+        if not (isinstance(category, type) and issubclass(category, Warning)):
+            category, text = UserWarning, f"{message['category']}: {text}"
+        record = warnings.WarningMessage(
+            category(text),
+            category,
+            message["filename"],
+            message["lineno"],
+        )
+        self.config.hook.pytest_warning_recorded.call_historic(
+            kwargs=dict(warning_message=record, when="runtest", nodeid=message["nodeid"],
+                        location=None)
+        )
+
+    def finish(self, worker):
+        self.selector.unregister(worker.messages_fd)
+        worker.process.wait()
+        worker.close()
+        self.workers.remove(worker)
+        if not worker.unit:
+            self.failed_starts = 0
+            return
+        # The worker died with work in hand.
+        status = worker.process.returncode
+        unfinished = list(worker.unit)
+        if worker.running is not None:
+            nodeid, location = worker.running
+            if nodeid in unfinished:
+                unfinished.remove(nodeid)
+            self.fail(nodeid, location, worker, status)
+        elif not worker.progressed:
+            self.failed_starts += 1
+            if self.failed_starts >= 2:
+                # Twice no progress at all: report the module instead of looping.
+                for nodeid in unfinished:
+                    self.fail(nodeid, self.items[nodeid].location, worker, status)
+                return
+        if unfinished:
+            self.units.appendleft(unfinished)
+
+    def fail(self, nodeid, location, worker, status):
+        from _pytest.reports import TestReport
+
+        hook = self.config.hook
+        item = self.items[nodeid]
+        text = (
+            f"The worker process running this test exited with status {status} "
+            f"(a crash, or killed for memory). The end of its output "
+            f"({worker.log_path}):\n{worker.output_tail()}"
+        )
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        report = TestReport(
+            nodeid, location, {name: 1 for name in item.keywords}, "failed", text, "call"
+        )
+        hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    if _is_child(session.config):
+        return _child_loop(session)
+    if not _isolating(session):
+        return None
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        return None  # the default loop reports the collection errors
+    return _IsolatedRun(session).run()

@@ -1,0 +1,90 @@
+"""The suite's process isolation (tests/process_isolation.py) on a throw-away suite."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+MODULES = {
+    "test_first.py": """
+        import os
+
+        def test_reports_its_process(tmp_path):
+            (tmp_path.parent.parent / f"pid_first_{os.getpid()}").write_text("")
+
+        def test_fails():
+            assert 1 == 2, "deliberate"
+    """,
+    "test_second.py": """
+        import os
+        import signal
+
+        def test_before_the_crash():
+            pass
+
+        def test_crashes():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def test_after_the_crash(tmp_path):
+            (tmp_path.parent.parent / f"pid_after_{os.getpid()}").write_text("")
+    """,
+    "test_third.py": """
+        import warnings
+
+        def test_warns():
+            warnings.warn("from a worker", UserWarning)
+    """,
+}
+
+
+def _run_suite(tmp_path, *options):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name, source in MODULES.items():
+        (suite / name).write_text(textwrap.dedent(source))
+    basetemp = tmp_path / "basetemp"
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    environment.pop("KERAS_ATTN_TEST_ISOLATION", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.process_isolation", "-q",
+         "--basetemp", str(basetemp), "-p", "no:cacheprovider", *options, str(suite)],
+        cwd=suite, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    return result, basetemp
+
+
+def test_workers_run_every_module_and_report_failures_and_crashes(tmp_path):
+    result, basetemp = _run_suite(tmp_path, "--isolation-workers", "2")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "2 failed, 4 passed" in output, output
+    assert "deliberate" in output
+    assert "exited with status -9" in output  # the crash, named on its own test
+    assert "test_second.py::test_crashes" in output
+    assert "from a worker" in output  # warnings travel to the parent's summary
+    pid_files = list((basetemp / "isolation").glob("pid_*"))
+    first = [p for p in pid_files if p.name.startswith("pid_first_")]
+    after = [p for p in pid_files if p.name.startswith("pid_after_")]
+    assert len(first) == 1 and len(after) == 1
+    assert int(first[0].name.split("_")[-1]) != os.getpid()  # not this process
+
+
+def test_workers_are_replaced_past_the_memory_limit(tmp_path):
+    result, basetemp = _run_suite(
+        tmp_path, "--isolation-workers", "1", "--isolation-memory-mb", "1"
+    )
+    output = result.stdout + result.stderr
+    assert "2 failed, 4 passed" in output, output
+    # One worker per module (each leaves it above 1 MiB) and one more after the crash.
+    logs = sorted((basetemp / "isolation").glob("worker*.log"))
+    assert len(logs) == 4, [log.name for log in logs]
+
+
+def test_off_runs_in_this_process(tmp_path):
+    result, basetemp = _run_suite(tmp_path, "--isolation", "off", "-k", "not crashes")
+    output = result.stdout + result.stderr
+    assert "1 failed, 4 passed, 1 deselected" in output, output
+    assert not (basetemp / "isolation").exists()
