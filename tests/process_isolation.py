@@ -7,7 +7,10 @@ past 14 GB. Here the pytest process collects and reports as usual, while the
 tests run in child pytest processes, a few at a time; each child asks for one
 test module at a time and exits once it has grown past a memory limit, and a
 fresh child takes the next module. A module always runs whole in one child, so
-module-scoped fixtures are shared as they are in-process.
+module-scoped fixtures are shared as they are in-process; a module marked
+`pytest.mark.spread_across_workers` (tests that share nothing, such as the
+tutorials, each a minute in a fresh process) gives each test to whichever
+worker is free.
 
 Options (also read from the environment, so the README's plain
 `python -m pytest` gets them):
@@ -242,7 +245,9 @@ class _IsolatedRun:
         self.items = {item.nodeid: item for item in session.items}
         units = collections.OrderedDict()
         for item in session.items:
-            units.setdefault(item.nodeid.split("::")[0], []).append(item.nodeid)
+            spread = item.get_closest_marker("spread_across_workers") is not None
+            key = item.nodeid if spread else item.nodeid.split("::")[0]
+            units.setdefault(key, []).append(item.nodeid)
         self.units = collections.deque(units.values())
         self.selector = selectors.DefaultSelector()
         self.workers = []

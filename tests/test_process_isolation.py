@@ -37,6 +37,17 @@ MODULES = {
         def test_warns():
             warnings.warn("from a worker", UserWarning)
     """,
+    "test_fourth.py": """
+        import os
+
+        import pytest
+
+        pytestmark = pytest.mark.spread_across_workers
+
+        @pytest.mark.parametrize("name", ["one", "two"])
+        def test_spread(name, tmp_path):
+            (tmp_path.parent.parent / f"pid_spread_{name}_{os.getpid()}").write_text("")
+    """,
 }
 
 
@@ -45,6 +56,9 @@ def _run_suite(tmp_path, *options):
     suite.mkdir()
     for name, source in MODULES.items():
         (suite / name).write_text(textwrap.dedent(source))
+    (suite / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    spread_across_workers: shares nothing\n"
+    )
     basetemp = tmp_path / "basetemp"
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
     environment.pop("KERAS_ATTN_TEST_ISOLATION", None)
@@ -60,7 +74,7 @@ def test_workers_run_every_module_and_report_failures_and_crashes(tmp_path):
     result, basetemp = _run_suite(tmp_path, "--isolation-workers", "2")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert "2 failed, 4 passed" in output, output
+    assert "2 failed, 6 passed" in output, output
     assert "deliberate" in output
     assert "exited with status -9" in output  # the crash, named on its own test
     assert "test_second.py::test_crashes" in output
@@ -77,14 +91,18 @@ def test_workers_are_replaced_past_the_memory_limit(tmp_path):
         tmp_path, "--isolation-workers", "1", "--isolation-memory-mb", "1"
     )
     output = result.stdout + result.stderr
-    assert "2 failed, 4 passed" in output, output
-    # One worker per module (each leaves it above 1 MiB) and one more after the crash.
+    assert "2 failed, 6 passed" in output, output
+    # One worker per module (each leaves it above 1 MiB), one more after the
+    # crash, and one per test of the module marked spread_across_workers.
     logs = sorted((basetemp / "isolation").glob("worker*.log"))
-    assert len(logs) == 4, [log.name for log in logs]
+    assert len(logs) == 6, [log.name for log in logs]
+    spread = sorted((basetemp / "isolation").glob("pid_spread_*"))
+    assert len(spread) == 2
+    assert len({path.name.split("_")[-1] for path in spread}) == 2  # two processes
 
 
 def test_off_runs_in_this_process(tmp_path):
     result, basetemp = _run_suite(tmp_path, "--isolation", "off", "-k", "not crashes")
     output = result.stdout + result.stderr
-    assert "1 failed, 4 passed, 1 deselected" in output, output
+    assert "1 failed, 6 passed, 1 deselected" in output, output
     assert not (basetemp / "isolation").exists()

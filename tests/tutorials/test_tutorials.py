@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# Each tutorial runs in a process of its own and shares nothing with the others.
+pytestmark = pytest.mark.spread_across_workers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TUTORIALS = os.path.join(ROOT, "tutorials")
 
