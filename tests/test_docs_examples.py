@@ -33,8 +33,10 @@ PAGES = {
         "keras_attn.recipes",
     ],
 }
-BLOCK = re.compile(r"^(?P<mark>" + re.escape(SKIP_MARK) + r"\n)?```(?P<lang>\w+)\n(?P<code>.*?)^```",
-                   re.MULTILINE | re.DOTALL)
+BLOCK = re.compile(
+    r"^(?P<mark>" + re.escape(SKIP_MARK) + r"\n)?```(?P<lang>\w+)\n(?P<code>.*?)^```",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 def read(path):
@@ -168,7 +170,9 @@ def test_recipes_on_the_page_are_valid():
 def test_docs_index_lists_every_page_in_order():
     index = read(os.path.join(DOCS, "README.md"))
     linked = re.findall(r"\]\((\w+\.md)\)", index)
-    pages = sorted(name for name in os.listdir(DOCS) if name.endswith(".md") and name != "README.md")
+    pages = sorted(
+        name for name in os.listdir(DOCS) if name.endswith(".md") and name != "README.md"
+    )
     assert sorted(linked) == pages
     assert linked[:3] == ["layers.md", "models.md", "data_and_recipes.md"]
     assert "(docs/README.md)" in read(os.path.join(ROOT, "README.md"))

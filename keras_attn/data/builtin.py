@@ -155,8 +155,9 @@ def load_builtin(name, split="train", num_examples=None, seed=0):
         dataset's task.
 
     Example:
-    >>> load_builtin("number_words", "test", num_examples=2)
-    TranslationData(sources=['nine hundred four', 'six hundred sixty'], targets=['904', '660'], report=None)
+    >>> data = load_builtin("number_words", "test", num_examples=2)
+    >>> data.sources, data.targets
+    (['nine hundred four', 'six hundred sixty'], ['904', '660'])
     """
     check_choice("name", name, tuple(BUILTIN_DATASETS))
     dataset = BUILTIN_DATASETS[name]
