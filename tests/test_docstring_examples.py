@@ -17,6 +17,7 @@ weights.
 
 import doctest
 import importlib
+import inspect
 import pkgutil
 import re
 
@@ -85,3 +86,113 @@ def test_examples_are_found():
         for test in _doctests(importlib.import_module(name))
     )
     assert checked > 100, f"only {checked} docstring examples found"
+
+
+PUBLIC_PACKAGES = [
+    "keras_attn",
+    "keras_attn.data",
+    "keras_attn.export",
+    "keras_attn.generation",
+    "keras_attn.interpret",
+    "keras_attn.layers",
+    "keras_attn.models",
+    "keras_attn.preprocessors",
+    "keras_attn.recipes",
+    "keras_attn.tokenizers",
+    "keras_attn.training",
+]
+
+# Public classes and functions whose docstrings have no `>>>` example yet.
+# This list may only shrink: the test fails when a name here gains an example
+# (take it off) and when a public name outside it has none.
+WITHOUT_EXAMPLE = {
+    "keras_attn.models.MaskedLanguageModel",
+    "keras_attn.models.Task",
+    "keras_attn.models.enable_lora",
+    "keras_attn.models.merge_lora",
+    "keras_attn.data.ClassificationData",
+    "keras_attn.data.LoadReport",
+    "keras_attn.data.TextData",
+    "keras_attn.data.TranslationData",
+    "keras_attn.data.bucket_datasets",
+    "keras_attn.data.bucketed_batches",
+    "keras_attn.data.load_tfds_classification",
+    "keras_attn.data.load_tfds_text",
+    "keras_attn.data.load_tfds_translation",
+    "keras_attn.data.read_classification",
+    "keras_attn.data.read_text",
+    "keras_attn.data.read_translation_pairs",
+    "keras_attn.recipes.apply_overrides",
+    "keras_attn.recipes.evaluate_model",
+    "keras_attn.recipes.find_preset_dir",
+    "keras_attn.recipes.load_model",
+    "keras_attn.recipes.load_recipe",
+    "keras_attn.recipes.load_recipe_data",
+    "keras_attn.recipes.machine_info",
+    "keras_attn.recipes.train_recipe",
+    "keras_attn.recipes.validate_recipe",
+    "keras_attn.recipes.with_defaults",
+    "keras_attn.tokenizers.Tokenizer",
+    "keras_attn.preprocessors.Preprocessor",
+    "keras_attn.preprocessors.report_truncation",
+    "keras_attn.preprocessors.text_column",
+    "keras_attn.preprocessors.text_dataset",
+    "keras_attn.training.ResumableModelCheckpoint",
+    "keras_attn.training.token_weights",
+    "keras_attn.export.Endpoint",
+    "keras_attn.export.run_in_fresh_process",
+    "keras_attn.export.serving_endpoints",
+    "keras_attn.interpret.AttentionSinks",
+    "keras_attn.interpret.Attributions",
+    "keras_attn.interpret.ExplainMethod",
+    "keras_attn.interpret.ExplainedOutput",
+    "keras_attn.interpret.Explanation",
+    "keras_attn.interpret.OutputSelector",
+    "keras_attn.interpret.Relevance",
+    "keras_attn.interpret.Target",
+    "keras_attn.interpret.attention_maps",
+    "keras_attn.interpret.explain",
+    "keras_attn.interpret.explanation_figure",
+    "keras_attn.interpret.maps_from_outputs",
+    "keras_attn.interpret.plot_alignment",
+    "keras_attn.interpret.plot_attention_grid",
+    "keras_attn.interpret.plot_attention_head",
+    "keras_attn.interpret.plot_head_importance",
+    "keras_attn.interpret.plot_matrix",
+    "keras_attn.interpret.plot_pruning_curve",
+    "keras_attn.interpret.plot_token_scores",
+    "keras_attn.interpret.pruning_curve",
+    "keras_attn.interpret.register_method",
+    "keras_attn.interpret.save_figure",
+    "keras_attn.interpret.transformed_values",
+    "keras_attn.interpret.write_attention_viewer",
+    "keras_attn.interpret.write_explanation",
+}
+
+
+def _public_objects():
+    """`{dotted public name: object}` for the classes and functions the
+    packages export, each object once (under its first package)."""
+    found, seen = {}, set()
+    for package in PUBLIC_PACKAGES:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            obj = getattr(module, name, None)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            if (obj.__module__, obj.__qualname__) not in seen:
+                seen.add((obj.__module__, obj.__qualname__))
+                found[f"{package}.{name}"] = obj
+    return found
+
+
+def test_public_names_have_examples():
+    public = _public_objects()
+    assert len(public) > 120
+    without = {name for name, obj in public.items() if ">>>" not in (obj.__doc__ or "")}
+    missing = sorted(without - WITHOUT_EXAMPLE)
+    assert not missing, f"no docstring example: {missing}"
+    assert not WITHOUT_EXAMPLE - without, (
+        f"now have examples (or are gone), take them off WITHOUT_EXAMPLE: "
+        f"{sorted(WITHOUT_EXAMPLE - without)}"
+    )

@@ -64,6 +64,10 @@ def length_buckets(lengths, boundaries):
     Example:
     >>> length_buckets([3, 8, 9, 16], [8, 16]).tolist()
     [0, 0, 1, 1]
+
+    Example:
+    >>> length_buckets([3, 9, 17], boundaries=[8, 16, 32]).tolist()
+    [0, 1, 2]
     """
     boundaries = _check_boundaries(boundaries)
     lengths = np.asarray(lengths)

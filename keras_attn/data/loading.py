@@ -43,7 +43,12 @@ _FILE_READERS = {
 
 
 def allowed_keys(source, task):
-    """The spec keys `load_dataset` accepts for a source and task."""
+    """The spec keys `load_dataset` accepts for a source and task.
+
+    Example:
+    >>> allowed_keys("builtin", "translation")
+    ('source', 'task', 'num_examples', 'name', 'split', 'seed')
+    """
     check_choice("source", source, SOURCES)
     check_choice("task", task, TASKS)
     if source == "builtin":

@@ -16,7 +16,12 @@ _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
 def number_to_words(number):
-    """English words for an integer in [0, 999], e.g. 342 -> "three hundred forty two"."""
+    """English words for an integer in [0, 999], e.g. 342 -> "three hundred forty two".
+
+    Example:
+    >>> number_to_words(342), number_to_words(0)
+    ('three hundred forty two', 'zero')
+    """
     if not 0 <= number <= 999:
         raise ValueError(f"`number` must be in [0, 999]. Received: number={number}")
     hundreds, rest = divmod(number, 100)
@@ -35,6 +40,11 @@ def number_words(num_examples, seed=0):
     """Translation pairs: spelled-out numbers to digits.
 
     Returns `(sources, targets)`, e.g. `"three hundred forty two"` -> `"342"`.
+
+    Example:
+    >>> sources, targets = number_words(2)
+    >>> sources, targets
+    (['eight hundred fifty', 'six hundred thirty six'], ['850', '636'])
     """
     numbers = np.random.default_rng(seed).integers(0, 1000, num_examples)
     return [number_to_words(int(n)) for n in numbers], [str(int(n)) for n in numbers]
@@ -52,6 +62,11 @@ def sentiment_with_negation(num_examples, seed=0):
     The label is the adjective's polarity, flipped by "not": a bag of words
     cannot tell "good" from "not good", the model has to relate the two.
     Returns `(texts, labels)` with labels 0 (negative) and 1 (positive).
+
+    Example:
+    >>> texts, labels = sentiment_with_negation(2)
+    >>> texts, labels.tolist()
+    (['the movie was not awful', 'the acting was very bad'], [1, 0])
     """
     rng = np.random.default_rng(seed)
     texts, labels = [], []
@@ -75,6 +90,10 @@ def alphabet_runs(num_examples, min_length=5, max_length=12, seed=0):
     """Generation: runs of consecutive letters, e.g. `"defghij"`.
 
     A model that learned the task continues any prefix with the next letters.
+
+    Example:
+    >>> alphabet_runs(2)
+    ['klmnopqrstu', 'efghijklm']
     """
     rng = np.random.default_rng(seed)
     letters = _LETTERS
@@ -108,7 +127,12 @@ _LAST_DATE = datetime.date(2099, 12, 31).toordinal()
 
 
 def ordinal_words(number):
-    """English ordinal for a day of the month, e.g. 21 -> "twenty first"."""
+    """English ordinal for a day of the month, e.g. 21 -> "twenty first".
+
+    Example:
+    >>> ordinal_words(21), ordinal_words(3)
+    ('twenty first', 'third')
+    """
     if not 1 <= number <= 31:
         raise ValueError(f"`number` must be in [1, 31]. Received: number={number}")
     if number < 10:
@@ -129,6 +153,10 @@ def year_to_words(year, style="pairs"):
     `style="thousands"` as a number ("two thousand five"). Years 2000-2009
     are always read in thousands and 1900-1999 always in pairs, as people say
     them.
+
+    Example:
+    >>> year_to_words(1984), year_to_words(2005)
+    ('nineteen eighty four', 'two thousand five')
     """
     if not 1900 <= year <= 2099:
         raise ValueError(f"`year` must be in [1900, 2099]. Received: year={year}")
@@ -151,6 +179,11 @@ def date_to_words(date, template=0, year_style="pairs"):
 
     Example: `date_to_words(datetime.date(1999, 3, 3))` ->
     `"the third of march nineteen ninety nine"`.
+
+    Example:
+    >>> import datetime
+    >>> date_to_words(datetime.date(2024, 5, 3), template=2)
+    'may third twenty twenty four'
     """
     return DATE_TEMPLATES[template].format(
         ordinal=ordinal_words(date.day),
@@ -172,6 +205,11 @@ def dates(num_examples, seed=0):
     Returns `(sources, targets)`, e.g.
     `"march the third, nineteen ninety nine"` -> `"1999-03-03"`. Sources are
     at most 57 characters long, targets always 10.
+
+    Example:
+    >>> sources, targets = dates(2, seed=1)
+    >>> sources[0], targets[0]
+    ('august the twenty first, nineteen ninety four', '1994-08-21')
     """
     num_examples = check_non_negative_int("num_examples", num_examples)
     rng = np.random.default_rng(seed)
@@ -194,6 +232,10 @@ def sorted_letters(num_examples, min_length=3, max_length=8, seed=0):
     A model that learned the task sorts any prompt that ends with `=`: it
     cannot copy (the order changes) nor memorize (26**8 prompts), it has to
     count and order what it attends to.
+
+    Example:
+    >>> sorted_letters(2)
+    ['qnhibbae=abbehinq', 'qxnpzsq=npqqsxz']
     """
     num_examples = check_non_negative_int("num_examples", num_examples)
     min_length = check_positive_int("min_length", min_length)

@@ -24,6 +24,12 @@ def length_penalty_factor(generated_length, alpha):
 
     A hypothesis scores `log_prob / length_penalty_factor(length, alpha)`;
     `alpha = 0` ranks by log-probability, `alpha > 0` favours longer ones.
+
+    Example:
+    >>> round(float(length_penalty_factor(5, 1.0)), 4)  # (5 + 5) / 6
+    1.6667
+    >>> float(length_penalty_factor(5, 0.0))  # alpha 0: no penalty
+    1.0
     """
     generated_length = ops.maximum(ops.cast(generated_length, "float32"), 0.0)
     return ops.power((5.0 + generated_length) / 6.0, ops.cast(alpha, "float32"))

@@ -43,6 +43,10 @@ def sliding_window_mask(query_length, key_length, window, start_index=0):
 
     Combined with `causal_mask` this gives causal sliding-window (local)
     attention. Shape `(1, T, S)`.
+
+    Example:
+    >>> ops.convert_to_numpy(sliding_window_mask(4, 4, window=2)).astype(int).tolist()
+    [[[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1], [0, 0, 1, 1]]]
     """
     query_positions = ops.arange(query_length, dtype="int32") + ops.cast(start_index, "int32")
     key_positions = ops.arange(key_length, dtype="int32")
@@ -51,7 +55,15 @@ def sliding_window_mask(query_length, key_length, window, start_index=0):
 
 
 def merge_masks(*masks):
-    """Logical AND of the given masks, skipping `None`; `None` if all are."""
+    """Logical AND of the given masks, skipping `None`; `None` if all are.
+
+    Example:
+    >>> merge_masks(None, None) is None
+    True
+    >>> keys = np.array([[[True, False], [True, False]]])  # key 1 is padding
+    >>> ops.convert_to_numpy(merge_masks(causal_mask(2, 2), None, keys)).tolist()
+    [[[True, False], [True, False]]]
+    """
     merged = None
     for mask in masks:
         if mask is None:
@@ -65,6 +77,11 @@ def padding_attention_mask(query_mask=None, key_mask=None):
     """Turns `(B, T)` query and `(B, S)` key padding masks into `(B, T, S)`.
 
     Either may be `None`. Returns `None` when both are.
+
+    Example:
+    >>> mask = padding_attention_mask(np.array([[True, False]]), np.array([[True, True, False]]))
+    >>> ops.convert_to_numpy(mask).tolist()  # (B, T, S): padded query 1 sees nothing
+    [[[True, True, False], [False, False, False]]]
     """
     query_part = None if query_mask is None else ops.cast(query_mask, "bool")[:, :, None]
     key_part = None if key_mask is None else ops.cast(key_mask, "bool")[:, None, :]

@@ -677,7 +677,17 @@ def load_recipe(path):
 
 
 def parse_override(text):
-    """`"training.epochs=2"` -> `("training.epochs", 2)` (value read as YAML)."""
+    """`"training.epochs=2"` -> `("training.epochs", "2")`: a `--set` argument
+    split at its first `=`. The value stays text; `apply_overrides` reads it
+    as YAML.
+
+    Example:
+    >>> parse_override("training.epochs=2")
+    ('training.epochs', '2')
+    >>> recipe = {"task": "generator", "preset": "tiny", "data": {"train": "alphabet_runs"}}
+    >>> apply_overrides(recipe, dict([parse_override("training.epochs=2")]))["training"]
+    {'epochs': 2}
+    """
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like KEY=VALUE, e.g. training.epochs=2")
     key, value = text.split("=", 1)
