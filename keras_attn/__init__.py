@@ -16,6 +16,7 @@ from keras_attn.layers import (
     TransformerDecoderBlock,
     TransformerEncoderBlock,
 )
+from keras_attn.version import __version__
 
 __all__ = [
     "ALiBiBias",

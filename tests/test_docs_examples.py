@@ -17,6 +17,9 @@ import yaml
 
 from keras_attn.recipes import RECIPE_SCHEMA, validate_recipe
 
+# The pages' examples share nothing: an isolated run spreads them over the workers.
+pytestmark = pytest.mark.spread_across_workers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 SKIP_MARK = "<!-- docs-test: skip (downloads) -->"

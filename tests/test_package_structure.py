@@ -132,3 +132,14 @@ def test_the_checker_sees_real_imports():
     assert "keras_attn.models.task" in GRAPH["keras_attn.models.generator"]
     assert "keras_attn.preprocessors" in GRAPH["keras_attn.models.generator"]
     assert all(_layer(module) is not None for module in GRAPH if module != "keras_attn")
+
+
+def test_top_level_names_and_version_import():
+    import keras_attn
+    from keras_attn.version import __version__
+
+    assert keras_attn.__version__ == __version__
+    namespace = {}
+    exec("from keras_attn import *", namespace)  # every name in __all__ exists
+    assert namespace["__version__"] == __version__
+    assert namespace["MultiHeadAttention"] is keras_attn.layers.MultiHeadAttention
