@@ -25,9 +25,10 @@ from keras_attn.utils.keras_compat import set_keras_mask
 _MASKED_LOGIT = -1e9
 
 # Where the chunked path starts to pay: a score matrix of at least this many
-# rows times this many columns (measured on a 2-core CPU, forward+backward,
-# 4 heads of 64; see benchmarks/results/attention.md).
-DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 1024
+# rows times this many columns. Measured on the shared 2-core CPU, causal,
+# forward+backward, 4 heads of 64 (benchmarks/results/attention.md): slower
+# than the fused path at 1024 and 2048 tokens, faster at 4096.
+DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 4096
 
 # The projections, in the order Keras builds (and so lists the weights of) them.
 _PROJECTION_NAMES = ("query", "key", "gate", "value", "attention_output")
@@ -130,7 +131,10 @@ class MultiHeadAttention(keras.layers.Layer):
         rope_scaling_factor: position scaling for the rotary embedding.
         chunked_attention_threshold: the chunked path is used when the
             query length times the key length is at least this squared
-            (default 1024: from 1024 x 1024 tokens on); `None` never uses it.
+            (default 4096: from 4096 x 4096 tokens on); `None` never uses it.
+            On a GPU whose `keras.ops.dot_product_attention` has a fused
+            flash kernel, pass `flash_attention=True` instead (it keeps
+            that kernel for every length).
         chunked_attention_block_size: rows and columns of one tile of the
             chunked path.
 
