@@ -11,6 +11,7 @@ from keras_attn.layers.attention_mask import (
     padding_attention_mask,
     sliding_window_mask,
 )
+from keras_attn.layers.chunked_attention import chunked_attention
 from keras_attn.layers.feed_forward import FeedForward
 from keras_attn.layers.learned_position_embedding import LearnedPositionEmbedding
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
@@ -31,6 +32,7 @@ __all__ = [
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "causal_mask",
+    "chunked_attention",
     "merge_masks",
     "padding_attention_mask",
     "sliding_window_mask",

@@ -14,6 +14,7 @@ from keras_attn.layers.attention_mask import (
     merge_masks,
     sliding_window_mask,
 )
+from keras_attn.layers.chunked_attention import chunked_attention
 from keras_attn.layers.rotary_embedding import RotaryEmbedding
 from keras_attn.utils.arguments import check_positive_int, check_rank, check_rate
 from keras_attn.utils.initializers import clone_initializer
@@ -22,6 +23,12 @@ from keras_attn.utils.keras_compat import set_keras_mask
 # Softmax runs in float32; a finite "minus infinity" keeps fully masked rows
 # free of NaN (they are zeroed explicitly afterwards).
 _MASKED_LOGIT = -1e9
+
+# Where the chunked path starts to pay: a score matrix of at least this many
+# rows times this many columns. Measured on the shared 2-core CPU, causal,
+# forward+backward, 4 heads of 64 (benchmarks/results/attention.md): slower
+# than the fused path at 1024 and 2048 tokens, faster at 4096.
+DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 4096
 
 # The projections, in the order Keras builds (and so lists the weights of) them.
 _PROJECTION_NAMES = ("query", "key", "gate", "value", "attention_output")
@@ -72,6 +79,16 @@ class MultiHeadAttention(keras.layers.Layer):
       `keras.ops.dot_product_attention`; when scores are requested (or
       attention dropout is active, or an `attention_multiplier` is given)
       it is computed explicitly and the post-softmax weights are returned.
+    - For long `(batch, time, features)` inputs whose weights nothing needs,
+      attention runs in tiles (`keras_attn.layers.chunked_attention`, a
+      flash-style online softmax with a recomputing gradient): memory linear
+      in the length, and key tiles that the causal or sliding-window mask
+      removes are skipped. It is taken when `T * S >=
+      chunked_attention_threshold ** 2`, both lengths are known statically,
+      `T > 1` (not a one-token decoding step), `flash_attention` is not True
+      and no `attention_bias` is given (an additive bias such as ALiBi keeps
+      the fused path: it is a full `T x S` tensor already, and its gradient
+      would be one too). Same masks and outputs as the other paths.
     - Query rows whose keys are all masked attend to nothing: their weights
       are zero, so their output is the output projection's bias (the gate,
       if any, multiplies a zero). This holds in float32, float16 and
@@ -98,6 +115,7 @@ class MultiHeadAttention(keras.layers.Layer):
             positions away (combine with `use_causal_mask` for local causal
             attention). Needs a single attention axis.
         flash_attention: passed to `keras.ops.dot_product_attention`.
+            `True` also keeps long inputs off the chunked path.
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, activity_regularizer, kernel_constraint,
         bias_constraint: as for `keras.layers.EinsumDense`, applied to all the
@@ -111,6 +129,14 @@ class MultiHeadAttention(keras.layers.Layer):
         rope_max_wavelength: if set, rotary embedding with this base is
             applied to queries and keys. `(batch, time, features)` inputs only.
         rope_scaling_factor: position scaling for the rotary embedding.
+        chunked_attention_threshold: the chunked path is used when the
+            query length times the key length is at least this squared
+            (default 4096: from 4096 x 4096 tokens on); `None` never uses it.
+            On a GPU whose `keras.ops.dot_product_attention` has a fused
+            flash kernel, pass `flash_attention=True` instead (it keeps
+            that kernel for every length).
+        chunked_attention_block_size: rows and columns of one tile of the
+            chunked path.
 
     Call arguments:
         query: `(B, T, dim)`, or `(B, *T_dims, dim)`.
@@ -197,6 +223,8 @@ class MultiHeadAttention(keras.layers.Layer):
         num_key_value_heads=None,
         rope_max_wavelength=None,
         rope_scaling_factor=1.0,
+        chunked_attention_threshold=DEFAULT_CHUNKED_ATTENTION_THRESHOLD,
+        chunked_attention_block_size=512,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -257,6 +285,12 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"-2. Received: rope_max_wavelength={rope_max_wavelength}, "
                 f"attention_axes={attention_axes!r}"
             )
+        self.chunked_attention_threshold = check_positive_int(
+            "chunked_attention_threshold", chunked_attention_threshold, allow_none=True
+        )
+        self.chunked_attention_block_size = check_positive_int(
+            "chunked_attention_block_size", chunked_attention_block_size
+        )
         self.supports_masking = True
 
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self.key_dim))
@@ -651,9 +685,10 @@ class MultiHeadAttention(keras.layers.Layer):
             cache = ops.slice_update(cache, [0, 0, start_index, 0, 0], update)
             k, v = cache[:, 0], cache[:, 1]
 
-        mask = self._sequence_mask(
+        key_length = _length(k, 1)
+        mask_arguments = (
             query_length,
-            _length(k, 1),
+            key_length,
             start_index,
             query_mask,
             value_mask,
@@ -661,16 +696,50 @@ class MultiHeadAttention(keras.layers.Layer):
             attention_mask,
             use_causal_mask,
         )
-
         dropout_active = self.dropout > 0 and bool(training)
         if return_attention_scores or dropout_active or attention_multiplier is not None:
             context, scores = self._explicit_attention(
-                q, k, v, mask, attention_bias, training, attention_multiplier
+                q, k, v, self._sequence_mask(*mask_arguments), attention_bias, training,
+                attention_multiplier,
             )
+        elif self._takes_chunked_path(query_length, key_length, attention_mask, attention_bias):
+            self._check_sequence_masks(*mask_arguments[:2], *mask_arguments[3:7])
+            context = chunked_attention(
+                q,
+                k,
+                v,
+                scale=self._inverse_sqrt_key_dim,
+                query_mask=query_mask,
+                key_mask=merge_masks(value_mask, key_mask),
+                attention_mask=self._expand_mask(attention_mask, 4, 2),
+                causal=bool(use_causal_mask),
+                sliding_window=self.sliding_window,
+                start_index=start_index,
+                block_size=self.chunked_attention_block_size,
+            )
+            scores = None
         else:
-            context = self._fused_attention(q, k, v, mask, attention_bias)
+            context = self._fused_attention(
+                q, k, v, self._sequence_mask(*mask_arguments), attention_bias
+            )
             scores = None
         return context, scores, cache
+
+    def _takes_chunked_path(self, query_length, key_length, attention_mask, attention_bias):
+        """Whether the chunked path computes this call (see the class doc)."""
+        query_length, key_length = _static(query_length), _static(key_length)
+        if (
+            self.chunked_attention_threshold is None
+            or self.flash_attention
+            or attention_bias is not None
+            or query_length is None
+            or key_length is None
+            or query_length < 2
+        ):
+            return False
+        if attention_mask is not None and any(d is None for d in attention_mask.shape[-2:]):
+            return False
+        return query_length * key_length >= self.chunked_attention_threshold**2
 
     def _fused_attention(self, q, k, v, mask, bias):
         groups = self.num_heads // self.num_key_value_heads
@@ -759,13 +828,9 @@ class MultiHeadAttention(keras.layers.Layer):
         use_causal_mask,
     ):
         """The merged boolean mask, `(B|1, N|1, T|1, S|1)`, or None."""
-        # Shapes are checked where the lengths are known statically.
-        known_query, known_key = _static(query_length), _static(key_length)
-        self._check_padding_mask("query_mask", query_mask, (known_query,))
-        self._check_padding_mask("value_mask", value_mask, (known_key,))
-        self._check_padding_mask("key_mask", key_mask, (known_key,))
-        scores_shape = (None, self.num_heads, known_query, known_key)
-        self._check_attention_mask(attention_mask, scores_shape, 2, "(T, S) .. (B, N, T, S)")
+        self._check_sequence_masks(
+            query_length, key_length, query_mask, value_mask, key_mask, attention_mask
+        )
 
         def padding(mask, axis):
             return None if mask is None else ops.expand_dims(ops.cast(mask, "bool"), (1, axis))
@@ -784,6 +849,17 @@ class MultiHeadAttention(keras.layers.Layer):
             if self.sliding_window
             else None,
         )
+
+    def _check_sequence_masks(
+        self, query_length, key_length, query_mask, value_mask, key_mask, attention_mask
+    ):
+        # Shapes are checked where the lengths are known statically.
+        known_query, known_key = _static(query_length), _static(key_length)
+        self._check_padding_mask("query_mask", query_mask, (known_query,))
+        self._check_padding_mask("value_mask", value_mask, (known_key,))
+        self._check_padding_mask("key_mask", key_mask, (known_key,))
+        scores_shape = (None, self.num_heads, known_query, known_key)
+        self._check_attention_mask(attention_mask, scores_shape, 2, "(T, S) .. (B, N, T, S)")
 
     # ------------------------------------------------- any rank, any axes
 
@@ -1078,6 +1154,8 @@ class MultiHeadAttention(keras.layers.Layer):
                 "num_key_value_heads": self.num_key_value_heads,
                 "rope_max_wavelength": self.rope_max_wavelength,
                 "rope_scaling_factor": self.rope_scaling_factor,
+                "chunked_attention_threshold": self.chunked_attention_threshold,
+                "chunked_attention_block_size": self.chunked_attention_block_size,
             }
         )
         return config
