@@ -213,8 +213,9 @@ def run(models, steps, warmup, smoke, peak_size):
 def markdown(results, command):
     peaks = results["peaks_gflops"]
     lines = [
-        f"Command: `{command}`; {datetime.date.today().isoformat()}; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs; TensorFlow {tf.__version__}, Keras {keras.__version__}.",
+        f"Command: `{command}`; {datetime.date.today().isoformat()}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}.",
         "",
         f"Measured matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 "
         f"{peaks['bfloat16']:.0f} GFLOP/s.",
@@ -228,7 +229,8 @@ def markdown(results, command):
             f"### {name}: width {shape['width']}, {shape['layers']} layers, "
             f"{shape['heads']} heads, sequence {shape['length']}, batch {shape['batch']}",
             "",
-            "| side | precision | XLA | ms/step | tokens/s | MFU | first steps s | loss first -> last |",
+            "| side | precision | XLA | ms/step | tokens/s | MFU | first steps s "
+            "| loss first -> last |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for row in entry["rows"]:

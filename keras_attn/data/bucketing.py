@@ -128,6 +128,11 @@ def choose_boundaries(lengths, max_length, num_buckets=4, multiple=8):
     [8, 16, 32, 64]
     """
     max_length = check_positive_int("max_length", max_length)
+    longest = int(np.max(lengths, initial=0))
+    if longest > max_length:
+        raise ValueError(
+            f"`lengths` must be <= `max_length`={max_length}. Received: a length of {longest}"
+        )
     chosen = choose_group_boundaries({"lengths": lengths}, {"lengths": max_length},
                                      num_buckets, multiple)
     return chosen["lengths"]

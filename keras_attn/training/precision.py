@@ -35,7 +35,7 @@ BFLOAT16_CPU_FLAGS = ("amx_bf16",)
 AVX512_BFLOAT16_FLAG = "avx512_bf16"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_cpu_flags(path="/proc/cpuinfo"):
     """The CPU feature flags Linux lists (`frozenset` of names, e.g.
     `"amx_bf16"`), or an empty set where there is no such file."""
