@@ -11,10 +11,18 @@ the models' `make_dataset` takes as they are:
   `load_tfds_text`;
 - your files: `read_translation_pairs`, `read_classification`, `read_text`;
 - any of them from a dict (a recipe): `load_dataset`;
-- length-bucketed `tf.data` batches: `length_buckets`, `bucketed_batches`.
+- length-bucketed `tf.data` batches: `length_buckets`, `bucketed_batches`,
+  `choose_boundaries`.
 """
 
-from keras_attn.data.bucketing import bucket_datasets, bucketed_batches, length_buckets
+from keras_attn.data.bucketing import (
+    REMAINDERS,
+    bucket_datasets,
+    bucketed_batches,
+    choose_boundaries,
+    choose_group_boundaries,
+    length_buckets,
+)
 from keras_attn.data.builtin import (
     BUILTIN_DATASETS,
     SPLITS,
@@ -51,6 +59,7 @@ __all__ = [
     "ClassificationData",
     "DATE_TEMPLATES",
     "LoadReport",
+    "REMAINDERS",
     "SOURCES",
     "SPLITS",
     "TASKS",
@@ -60,6 +69,8 @@ __all__ = [
     "alphabet_runs",
     "bucket_datasets",
     "bucketed_batches",
+    "choose_boundaries",
+    "choose_group_boundaries",
     "chunk_lines",
     "date_to_words",
     "dates",

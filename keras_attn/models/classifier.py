@@ -21,8 +21,12 @@ from keras_attn.models.task import (
     AttentionKind,
     Task,
     TextInputs,
+    check_bucketing,
     check_tokenizer_fits,
     deserialize_part,
+    length_bucketed,
+    preprocessed_arrays,
+    real_length,
     token_strings,
     tokenizer_and_vocabulary,
     trim_to_longest,
@@ -270,10 +274,19 @@ class Classifier(Task):
             )
         return texts, text_pairs
 
-    def make_dataset(self, texts, labels, text_pairs=None, batch_size=32, shuffle=True, seed=0):
-        """A `tf.data.Dataset` of `(inputs, labels)` batches for `fit`; the
-        texts go through `self.preprocessor` inside the pipeline."""
+    def make_dataset(self, texts, labels, text_pairs=None, batch_size=32, shuffle=True, seed=0,
+                     bucketing=True):
+        """A `tf.data.Dataset` of `(inputs, labels)` batches for `fit`.
+
+        `bucketing` (default True): batches of similar lengths, each cut to
+        one of a few widths fitted to the data (`keras_attn.data.
+        bucketed_batches`); the padding mask keeps the cut rows' outputs
+        unchanged, and the compiled step is traced once per width. True is
+        4 buckets, an int that many; False pads every batch to
+        `sequence_length` and runs the preprocessor inside the pipeline.
+        """
         columns = self._text_columns(texts, text_pairs)
+        num_buckets = check_bucketing(bucketing)
         self.last_truncation = report_truncation(
             self.preprocessor.count_truncated(*columns), "texts"
         )
@@ -289,15 +302,22 @@ class Classifier(Task):
             *texts_batch, label_batch = batch
             return preprocessor(*texts_batch), label_batch
 
-        return text_dataset((*columns, labels), examples, batch_size, shuffle=shuffle, seed=seed)
+        if not num_buckets:
+            return text_dataset((*columns, labels), examples, batch_size, shuffle=shuffle,
+                                seed=seed)
+        arrays = preprocessed_arrays((*columns, labels), examples)
+        lengths = real_length(arrays[0]["padding_mask"])
+        return length_bucketed(arrays, lengths, self.backbone.sequence_length, batch_size,
+                               shuffle, seed, num_buckets)
 
-    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0, bucketing=True):
         labels = list(data.labels)
         if self.label_names and data.label_names:
             # The data's label ids follow its own names; the model's may differ.
             labels = [data.label_names[label] for label in labels]
         return self.make_dataset(
-            data.texts, labels, batch_size=batch_size, shuffle=shuffle, seed=seed
+            data.texts, labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            bucketing=bucketing,
         )
 
     @classmethod
@@ -590,7 +610,11 @@ class MaskedLanguageModel(Task):
             random_seeds=True,
         )
 
-    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0, bucketing=True):
+        """`make_dataset(data.texts)`. No length bucketing: the masking is
+        drawn inside the pipeline for every batch, so `bucketing` is checked
+        and unused (batches are padded to `sequence_length`)."""
+        check_bucketing(bucketing)
         return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def ignored_label(self):

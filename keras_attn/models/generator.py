@@ -29,10 +29,14 @@ from keras_attn.models.task import (
     AttentionKind,
     Task,
     TextInputs,
+    check_bucketing,
     check_tokenizer_fits,
     compiled,
     deserialize_part,
+    length_bucketed,
     pad_ragged_ids,
+    preprocessed_arrays,
+    real_length,
     token_strings,
     tokenizer_and_vocabulary,
 )
@@ -243,23 +247,37 @@ class Generator(Task):
 
     # ---------------------------------------------------------------- data
 
-    def make_dataset(self, texts, batch_size=32, shuffle=True, seed=0):
+    def make_dataset(self, texts, batch_size=32, shuffle=True, seed=0, bucketing=True):
         """A `tf.data.Dataset` of `(inputs, targets, weights)` for `fit`.
 
         Each text becomes `[BOS] tokens [EOS]`, padded or truncated to
-        `sequence_length + 1` by `self.preprocessor` inside the pipeline;
-        inputs are all but the last id, targets all but the first, weights 1
-        on real target tokens. Truncation is reported in `last_truncation`
-        (and warned about).
+        `sequence_length + 1` by `self.preprocessor`; inputs are all but the
+        last id, targets all but the first, weights 1 on real target tokens.
+        Truncation is reported in `last_truncation` (and warned about).
+
+        `bucketing` (default True): batches of similar lengths, each cut to
+        one of a few widths fitted to the data (`keras_attn.data.
+        bucketed_batches`), so a step pays for the tokens it has and the
+        compiled step is traced once per width. True is 4 buckets, an int
+        that many; False pads every batch to `sequence_length` and runs the
+        preprocessor inside the pipeline.
         """
         texts = text_column("texts", texts)
+        num_buckets = check_bucketing(bucketing)
         self.last_truncation = report_truncation(
             self.preprocessor.count_truncated(texts), "texts"
         )
-        return text_dataset((texts,), self.preprocessor, batch_size, shuffle=shuffle, seed=seed)
+        if not num_buckets:
+            return text_dataset((texts,), self.preprocessor, batch_size, shuffle=shuffle,
+                                seed=seed)
+        arrays = preprocessed_arrays((texts,), self.preprocessor)
+        lengths = real_length(arrays[2] > 0)
+        return length_bucketed(arrays, lengths, self.backbone.sequence_length, batch_size,
+                               shuffle, seed, num_buckets)
 
-    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
-        return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed)
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0, bucketing=True):
+        return self.make_dataset(data.texts, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                 bucketing=bucketing)
 
     def default_metrics(self):
         return super().default_metrics() + [Perplexity(ignore_index=self.ignored_label())]

@@ -14,6 +14,11 @@ import numpy as np
 # is the one place that says so (the layers stay backend-agnostic).
 import tensorflow as tf
 
+from keras_attn.data.bucketing import (
+    bucketed_batches,
+    choose_boundaries,
+    choose_group_boundaries,
+)
 from keras_attn.tokenizers import ByteTokenizer, Tokenizer
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy
@@ -105,6 +110,64 @@ def dedicated_pad_id(tokenizer):
     roles = tokenizer.special_token_ids
     shared = [role for role, id in roles.items() if role != "pad" and id == roles["pad"]]
     return None if shared else tokenizer.pad_id
+
+
+# Buckets of length a `make_dataset(bucketing=True)` uses: each is one shape
+# the compiled train step is traced and XLA-compiled for.
+DEFAULT_NUM_BUCKETS = 4
+# Rows preprocessed per graph call while bucketing reads the lengths.
+_PREPROCESS_CHUNK = 4096
+
+
+def check_bucketing(bucketing):
+    """`bucketing` as a number of buckets (0: off): True is
+    `DEFAULT_NUM_BUCKETS`, an int >= 1 that many."""
+    if isinstance(bucketing, bool):
+        return DEFAULT_NUM_BUCKETS if bucketing else 0
+    if isinstance(bucketing, int) and bucketing >= 1:
+        return bucketing
+    raise ValueError(
+        "`bucketing` must be True, False or a positive int (the number of length buckets). "
+        f"Received: bucketing={bucketing!r}"
+    )
+
+
+def preprocessed_arrays(columns, preprocess):
+    """`preprocess` over raw `columns` in chunks, as one nest of numpy arrays
+    (the examples in order)."""
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(columns)).batch(_PREPROCESS_CHUNK)
+    chunks = [preprocess(*chunk) for chunk in dataset]
+    return tf.nest.map_structure(
+        lambda *parts: np.concatenate([np.asarray(part) for part in parts]), *chunks
+    )
+
+
+def real_length(mask):
+    """Per row, 1 + the last position where `mask` is true (at least 1): the
+    width a row keeps when trailing padding is cut."""
+    mask = np.asarray(mask).astype(bool)
+    last = mask.shape[1] - np.argmax(mask[:, ::-1], axis=1)
+    return np.where(mask.any(axis=1), last, 1).astype("int64")
+
+
+def length_bucketed(arrays, lengths, widths, batch_size, shuffle, seed, num_buckets,
+                    groups=None):
+    """`keras_attn.data.bucketed_batches` of a task's preprocessed arrays,
+    with boundaries fitted to the lengths.
+
+    Training (`shuffle=True`) promotes each bucket's leftovers to the next
+    wider bucket, so an epoch drops fewer than `batch_size` examples, as an
+    unbucketed one does; evaluation (`shuffle=False`) keeps every example
+    (a smaller last batch). Trailing positions cut from a row are padding
+    only, so losses and metrics (which skip padding) are unchanged.
+    """
+    if groups is None:
+        boundaries = choose_boundaries(lengths, widths, num_buckets)
+    else:
+        boundaries = choose_group_boundaries(lengths, widths, num_buckets)
+    remainder = "promote" if shuffle else "keep"
+    return bucketed_batches(arrays, lengths, boundaries, batch_size, shuffle=shuffle,
+                            seed=seed, remainder=remainder, groups=groups)
 
 
 def compiled(function):
@@ -303,8 +366,9 @@ class Task(keras.Model):
     def default_metrics(self):
         return [MaskedAccuracy(ignore_index=self.ignored_label())]
 
-    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
-        """`tf.data` batches for `fit` from loaded data (`keras_attn.data`)."""
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0, bucketing=True):
+        """`tf.data` batches for `fit` from loaded data (`keras_attn.data`);
+        `bucketing` as in the task's `make_dataset`."""
         raise NotImplementedError
 
     def arguments_from_data(self, data):

@@ -21,10 +21,14 @@ from keras_attn.models.task import (
     AttentionKind,
     Task,
     TextInputs,
+    check_bucketing,
     check_tokenizer_fits,
     compiled,
     deserialize_part,
+    length_bucketed,
     pad_ragged_ids,
+    preprocessed_arrays,
+    real_length,
     token_strings,
     tokenizer_and_vocabulary,
     trim_to_longest,
@@ -335,13 +339,22 @@ class Translator(Task):
         ids, truncated = self.preprocessor.source_ids(text_column("texts", texts))
         return ids.numpy(), truncated.numpy()
 
-    def make_dataset(self, sources, targets, batch_size=32, shuffle=True, seed=0):
+    def make_dataset(self, sources, targets, batch_size=32, shuffle=True, seed=0,
+                     bucketing=True):
         """`({"source_ids", "target_ids"}, labels, weights)` batches for `fit`.
 
         `target_ids` is `[BOS] target` and `labels` is `target [EOS]`, both
         padded to `target_length`; weights are 1 on real label tokens (see
-        `TranslatorPreprocessor`, which runs inside the pipeline).
-        Truncation is reported in `last_truncation` (and warned about).
+        `TranslatorPreprocessor`). Truncation is reported in
+        `last_truncation` (and warned about).
+
+        `bucketing` (default True): batches of similar lengths, sources and
+        targets each cut to one of a few widths fitted to the data (one pair
+        of widths per bucket, `keras_attn.data.bucketed_batches`), so a step
+        pays for the tokens it has and the compiled step is traced once per
+        bucket. True is 4 buckets, an int that many; False pads every batch
+        to `source_length` / `target_length` and runs the preprocessor
+        inside the pipeline.
         """
         sources, targets = text_column("sources", sources), text_column("targets", targets)
         if sources.shape[0] != targets.shape[0]:
@@ -349,18 +362,33 @@ class Translator(Task):
                 "`sources` and `targets` must have the same length. Received: "
                 f"{sources.shape[0]} sources and {targets.shape[0]} targets"
             )
+        num_buckets = check_bucketing(bucketing)
         source_counts, target_counts = self.preprocessor.count_truncated(sources, targets)
         self.last_truncation = {
             "sources": report_truncation(source_counts, "sources"),
             "targets": report_truncation(target_counts, "targets"),
         }
-        return text_dataset(
-            (sources, targets), self.preprocessor, batch_size, shuffle=shuffle, seed=seed
-        )
+        if not num_buckets:
+            return text_dataset(
+                (sources, targets), self.preprocessor, batch_size, shuffle=shuffle, seed=seed
+            )
+        arrays = preprocessed_arrays((sources, targets), self.preprocessor)
+        inputs, _, weights = arrays
+        # The decoder is causal: positions past the last weighted label
+        # change no weighted logit, so they are cut with the padding.
+        lengths = {
+            "source": real_length(inputs["source_ids"] != self.source_tokenizer.pad_id),
+            "target": real_length(weights > 0),
+        }
+        widths = {"source": self.backbone.source_length, "target": self.backbone.target_length}
+        groups = ({"source_ids": "source", "target_ids": "target"}, "target", "target")
+        return length_bucketed(arrays, lengths, widths, batch_size, shuffle, seed,
+                               num_buckets, groups=groups)
 
-    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0):
+    def dataset_from_data(self, data, batch_size=32, shuffle=True, seed=0, bucketing=True):
         return self.make_dataset(
-            data.sources, data.targets, batch_size=batch_size, shuffle=shuffle, seed=seed
+            data.sources, data.targets, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            bucketing=bucketing,
         )
 
     # --------------------------------------------------------- translation

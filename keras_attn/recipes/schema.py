@@ -54,7 +54,7 @@ from keras_attn.utils.arguments import (
 
 # Every ready-made model a recipe can train: each task class says its name.
 TASKS = tuple(sorted(Task.registered_tasks()))
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 REQUIREMENTS = ("download", "accelerator")
 _REQUIRED = object()
 
@@ -364,9 +364,16 @@ RECIPE_SCHEMA = {
             "optimizer": Field(section(OPTIMIZER_SCHEMA), {"type": "adam"}),
             "label_smoothing": Field(rate, 0.0),
             "precision": Field(choice(*PRECISIONS), "float32",
-                               "the Keras dtype policy while the model is built and trained"),
+                               "the Keras dtype policy while the model is built and trained; "
+                               "auto: mixed_bfloat16 where it pays (a GPU, a TPU or a CPU "
+                               "with AMX, keras_attn.training.precision.bfloat16_pays), "
+                               "float32 elsewhere"),
             "seed": Field(non_negative_int, 0, "weights, shuffling and from_train hold-outs"),
             "jit_compile": Field(boolean, True, "compile the training step with XLA"),
+            "bucketing": Field(boolean, True,
+                               "batches of similar lengths in a few static widths fitted to "
+                               "the data, so a step pays for the tokens it has (the task's "
+                               "make_dataset); false pads every batch to the model's lengths"),
             "strategy": Field(choice(*STRATEGIES), "default",
                               "the tf.distribute strategy (keras_attn.recipes.distribution): "
                               "default (one device), mirrored (every GPU of this machine, or "

@@ -55,6 +55,7 @@ from keras_attn.tokenizers import (
 )
 from keras_attn.training import InverseSquareRootSchedule, training_callbacks
 from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR, TimeBudget
+from keras_attn.training.precision import resolve_precision
 from keras_attn.utils.atomic_files import replace_path, write_json_atomically
 from keras_attn.version import __version__
 
@@ -344,7 +345,7 @@ def train_recipe(recipe, output_dir, overwrite=False, log=print, verbose="auto",
 
     policy = keras.config.dtype_policy()
     try:
-        keras.config.set_dtype_policy(training["precision"])
+        keras.config.set_dtype_policy(resolve_precision(training["precision"]))
         keras.utils.set_random_seed(training["seed"])
         data = load_recipe_data(plan, log)
         train = data["train"]
@@ -487,7 +488,9 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
     training = plan["training"]
     batch_size, seed = training["batch_size"], training["seed"]
     train = data["train"]
-    dataset = model.dataset_from_data(train, batch_size=batch_size, seed=seed)
+    bucketing = training["bucketing"]
+    dataset = model.dataset_from_data(train, batch_size=batch_size, seed=seed,
+                                      bucketing=bucketing)
     # The examples are reshuffled for every new iterator, from the seed. With
     # `steps_per_epoch` given, Keras makes one iterator per epoch (without it,
     # two), so a resumed run that first skips one per epoch already trained
@@ -500,9 +503,10 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
     validation = None
     if "validation" in data:
         validation = model.dataset_from_data(
-            data["validation"], batch_size=batch_size, shuffle=False, seed=seed
+            data["validation"], batch_size=batch_size, shuffle=False, seed=seed,
+            bucketing=bucketing,
         )
-    steps = max(1, len(train) // batch_size)
+    steps = max(1, batches if batches > 0 else len(train) // batch_size)
     jit_compile = training["jit_compile"]
     local = strategy.extended.worker_devices if strategy.num_replicas_in_sync > 1 else ()
     if jit_compile and len(local) > 1 and all("CPU" in device.upper() for device in local):
@@ -530,7 +534,8 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
     replicas = strategy.num_replicas_in_sync
     split = f", {batch_size // replicas} per replica" if replicas > 1 else ""
     log(f"training: {training['epochs']} epochs of {steps} steps (batch {batch_size}{split}), "
-        f"{training['precision']}, {compiled}{limit}")
+        f"{keras.config.dtype_policy().name}, {compiled}"
+        f"{', length buckets' if bucketing else ''}{limit}")
     started = time.perf_counter()
     history = None
     if budget is not None and budget.exhausted:
