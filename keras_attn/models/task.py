@@ -115,6 +115,11 @@ def dedicated_pad_id(tokenizer):
 # Buckets of length a `make_dataset(bucketing=True)` uses: each is one shape
 # the compiled train step is traced and XLA-compiled for.
 DEFAULT_NUM_BUCKETS = 4
+# Each bucket is one more shape the train step is compiled for (seconds of
+# XLA on a CPU): a bucket has to fill this many batches an epoch to repay
+# it, so small datasets get fewer buckets (at least one, cut to the longest
+# row, never wider than the model).
+MIN_BATCHES_PER_BUCKET = 16
 # Rows preprocessed per graph call while bucketing reads the lengths.
 _PREPROCESS_CHUNK = 4096
 
@@ -159,8 +164,12 @@ def length_bucketed(arrays, lengths, widths, batch_size, shuffle, seed, num_buck
     wider bucket, so an epoch drops fewer than `batch_size` examples, as an
     unbucketed one does; evaluation (`shuffle=False`) keeps every example
     (a smaller last batch). Trailing positions cut from a row are padding
-    only, so losses and metrics (which skip padding) are unchanged.
+    only, so losses and metrics (which skip padding) are unchanged. A
+    dataset of fewer than `num_buckets * MIN_BATCHES_PER_BUCKET` batches
+    gets fewer buckets.
     """
+    num_examples = len(next(iter(lengths.values())) if isinstance(lengths, dict) else lengths)
+    num_buckets = max(1, min(num_buckets, num_examples // (batch_size * MIN_BATCHES_PER_BUCKET)))
     if groups is None:
         boundaries = choose_boundaries(lengths, widths, num_buckets)
     else:

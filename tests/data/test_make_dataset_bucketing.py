@@ -61,10 +61,15 @@ def test_promoted_remainders_drop_fewer_than_one_batch_per_epoch():
 def test_generator_make_dataset_buckets_by_default_and_traces_once_per_bucket():
     texts, _ = _long_tailed_texts()
     model = Generator.from_preset("tiny", sequence_length=80, num_layers=1)
-    dataset = model.make_dataset(texts, batch_size=8, seed=0)
+    # 48 batches: 3 buckets of at least MIN_BATCHES_PER_BUCKET (16) batches.
+    dataset = model.make_dataset(texts, batch_size=2, seed=0)
     widths = {batch[0].shape[1] for batch in dataset}
     batches = int(dataset.cardinality())
     assert 1 < len(widths) <= 4 and min(widths) < 80 and batches > len(widths)
+    # 12 batches: too few to repay a second compiled shape; one, cut to the longest row.
+    small = model.make_dataset(texts, batch_size=8, seed=0)
+    longest = max(len(text) for text in texts) + 1  # bytes and [BOS]
+    assert {batch[0].shape[1] for batch in small} == {min(80, -(-longest // 8) * 8)}
     plain = model.make_dataset(texts, batch_size=8, bucketing=False)
     assert {batch[0].shape[1] for batch in plain} == {80}
     # Every real target survives the cut: the same tokens are trained on.
@@ -86,18 +91,18 @@ def test_generator_make_dataset_buckets_by_default_and_traces_once_per_bucket():
 
 
 def test_translator_bucketed_evaluation_metrics_equal_unbucketed_ones():
-    sources, targets = _long_tailed_texts(40)
+    sources, targets = _long_tailed_texts(64)
     model = Translator.from_preset("tiny", source_length=80, target_length=32,
                                    num_encoder_layers=1, num_decoder_layers=1)
     model.compile(jit_compile=False)
     scores = {}
     for bucketing in (True, False):
-        dataset = model.make_dataset(sources, targets, batch_size=8, shuffle=False,
+        dataset = model.make_dataset(sources, targets, batch_size=2, shuffle=False,
                                      bucketing=bucketing)
         scores[bucketing] = model.evaluate(dataset, verbose=0, return_dict=True)
     assert scores[True]["masked_accuracy"] == pytest.approx(scores[False]["masked_accuracy"],
                                                             abs=1e-6)
-    bucketed = model.make_dataset(sources, targets, batch_size=8, shuffle=False)
+    bucketed = model.make_dataset(sources, targets, batch_size=2, shuffle=False)
     shapes = {(x["source_ids"].shape[1], y.shape[1]) for x, y, _ in bucketed}
     assert len(shapes) > 1 and all(s <= 80 and t <= 32 for s, t in shapes)
     with pytest.raises(ValueError, match="bucketing"):
