@@ -37,9 +37,10 @@ from keras_attn.utils.arguments import (
 )
 from keras_attn.utils.atomic_files import write_json_atomically, write_text_atomically
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# keras_attn.recipes.distribution.STRATEGIES, without importing TensorFlow for `--help`.
+# keras_attn.recipes.distribution.STRATEGIES and keras_attn.training.precision.PRECISIONS,
+# without importing TensorFlow for `--help` (tests check they agree).
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _check_writable_file(option, path):
@@ -683,7 +684,8 @@ def build_parser():
     train.add_argument("--learning-rate", type=float, metavar="LR",
                        help="override training.learning_rate")
     train.add_argument("--precision", choices=PRECISIONS,
-                       help="override training.precision (the Keras dtype policy)")
+                       help="override training.precision (the Keras dtype policy; auto: "
+                            "mixed_bfloat16 where it was measured to pay, float32 elsewhere)")
     train.add_argument("--seed", type=int, metavar="N", help="override training.seed")
     train.add_argument(
         "--time-budget", type=_seconds, metavar="SECONDS",

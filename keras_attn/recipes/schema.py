@@ -36,6 +36,7 @@ from keras_attn.data import allowed_keys
 from keras_attn.models import Task
 from keras_attn.recipes.distribution import STRATEGIES
 from keras_attn.training.callbacks import check_time_budget
+from keras_attn.training.precision import PRECISIONS
 from keras_attn.utils.arguments import (
     ArgumentError,
     check_boolean,
@@ -54,7 +55,6 @@ from keras_attn.utils.arguments import (
 
 # Every ready-made model a recipe can train: each task class says its name.
 TASKS = tuple(sorted(Task.registered_tasks()))
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 REQUIREMENTS = ("download", "accelerator")
 _REQUIRED = object()
 

@@ -23,3 +23,11 @@ def test_resolve_precision():
     assert resolve_precision("auto") == ("mixed_bfloat16" if bfloat16_pays() else "float32")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("bfloat16")
+
+
+def test_the_cli_and_recipes_offer_the_same_precisions():
+    from keras_attn.cli import PRECISIONS as CLI_PRECISIONS
+    from keras_attn.recipes.schema import PRECISIONS as RECIPE_PRECISIONS
+    from keras_attn.training.precision import PRECISIONS
+
+    assert CLI_PRECISIONS == RECIPE_PRECISIONS == PRECISIONS
