@@ -280,6 +280,14 @@ def bucket_datasets(
     ...)` for sequence arrays and `(batch_size, ...)` for per-example ones
     (the last batch may be smaller under `remainder="keep"`). Buckets left
     without a batch are left out.
+
+    Example:
+    >>> token_ids = np.ones((5, 16), "int32")
+    >>> labels = np.arange(5)
+    >>> buckets = bucket_datasets((token_ids, labels), lengths=[2, 3, 4, 12, 16],
+    ...                           boundaries=[4, 8, 16], batch_size=2)
+    >>> [(boundary, tuple(dataset.element_spec[0].shape)) for boundary, dataset in buckets]
+    [(4, (2, 4)), (16, (2, 16))]
     """
     batch_size = check_positive_int("batch_size", batch_size)
     remainder = check_choice("remainder", remainder, REMAINDERS)
@@ -361,6 +369,16 @@ def bucketed_batches(
     Returns:
         A `tf.data.Dataset` whose every batch has shape `(batch_size,
         boundary, ...)` for one of the boundaries; its cardinality is known.
+
+    Example:
+    >>> token_ids = np.ones((4, 16), "int32")
+    >>> labels = np.arange(4)
+    >>> dataset = bucketed_batches((token_ids, labels), lengths=[3, 2, 16, 9],
+    ...                            boundaries=[4, 16], batch_size=2, shuffle=False)
+    >>> int(dataset.cardinality())
+    2
+    >>> [(tuple(ids.shape), labels.numpy().tolist()) for ids, labels in dataset]
+    [((2, 4), [0, 1]), ((2, 16), [2, 3])]
     """
     per_bucket = bucket_datasets(
         arrays, lengths, boundaries, batch_size, shuffle, seed, pad_value, remainder, groups

@@ -31,6 +31,13 @@ class LoadReport:
         skipped: rows skipped as malformed.
         problems: `"path:line: what was wrong"` for the first
             `MAX_REPORTED_PROBLEMS` skipped rows.
+
+    Example:
+    >>> report = LoadReport("pairs.tsv", rows=3)
+    >>> report.add_problem("pairs.tsv, line 2: empty target (column 2)")
+    >>> print(report)
+    pairs.tsv: 3 rows read, 1 skipped:
+      pairs.tsv, line 2: empty target (column 2)
     """
 
     path: str
@@ -80,7 +87,17 @@ class _Examples:
 
 @dataclasses.dataclass
 class TranslationData(_Examples):
-    """Parallel texts: `sources[i]` translates to `targets[i]`."""
+    """Parallel texts: `sources[i]` translates to `targets[i]`.
+
+    Attributes:
+        sources, targets: lists of strings of the same length.
+        report: the loader's `LoadReport`, or None.
+
+    Example:
+    >>> data = TranslationData(["one", "two", "three"], ["1", "2", "3"])
+    >>> len(data), data.take(2).targets, data.skipped
+    (3, ['1', '2'], 0)
+    """
 
     sources: list
     targets: list
@@ -101,7 +118,19 @@ class TranslationData(_Examples):
 
 @dataclasses.dataclass
 class ClassificationData(_Examples):
-    """Texts and integer labels; `label_names[labels[i]]` names the class."""
+    """Texts and integer labels; `label_names[labels[i]]` names the class.
+
+    Attributes:
+        texts: list of strings.
+        labels: ints in `[0, len(label_names))`, one per text.
+        label_names: the class names, in id order (`num_classes` of them).
+        report: the loader's `LoadReport`, or None.
+
+    Example:
+    >>> data = ClassificationData(["great", "awful"], [1, 0], ["neg", "pos"])
+    >>> data.num_classes, [data.label_names[label] for label in data.labels]
+    (2, ['pos', 'neg'])
+    """
 
     texts: list
     labels: list
@@ -133,7 +162,17 @@ class ClassificationData(_Examples):
 
 @dataclasses.dataclass
 class TextData(_Examples):
-    """Texts for language modelling / generation."""
+    """Texts for language modelling / generation.
+
+    Attributes:
+        texts: list of strings.
+        report: the loader's `LoadReport`, or None.
+
+    Example:
+    >>> data = TextData(["abc", "abcd", "ab"])
+    >>> len(data), data.take(1).texts
+    (3, ['abc'])
+    """
 
     texts: list
     report: LoadReport | None = None

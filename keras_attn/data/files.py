@@ -234,6 +234,13 @@ def read_translation_pairs(
 
     Returns:
         `TranslationData(sources, targets)` with a `LoadReport`.
+
+    Example:
+    >>> with open("anki.txt", "w", encoding="utf-8") as f:
+    ...     _ = f.write("Hi.\\tSalut.\\tCC-BY\\nRun!\\tCours !\\tCC-BY\\n")
+    >>> data = read_translation_pairs("anki.txt", num_columns=3)
+    >>> data.sources, data.targets, data.report.rows
+    (['Hi.', 'Run!'], ['Salut.', 'Cours !'], 2)
     """
     path = _check_file(path)
     rows = _Rows(path, skip_malformed)
@@ -295,6 +302,14 @@ def read_classification(
 
     Returns:
         `ClassificationData(texts, labels, label_names)` with a `LoadReport`.
+
+    Example:
+    >>> with open("labelled.tsv", "w", encoding="utf-8") as f:
+    ...     _ = f.write("pos\\tgreat fun\\nneg\\tboring\\nneutral\\tok\\n")
+    >>> data = read_classification("labelled.tsv", label_names=["neg", "pos"],
+    ...                            skip_malformed=True)
+    >>> data.texts, data.labels, data.skipped
+    (['great fun', 'boring'], [1, 0], 1)
     """
     path = _check_file(path)
     if delimiter is None:
@@ -347,6 +362,12 @@ def read_text(path, unit="line", skip_empty=True, skip_malformed=False):
 
     Returns:
         `TextData(texts)` with a `LoadReport`.
+
+    Example:
+    >>> with open("lines.txt", "w", encoding="utf-8") as f:
+    ...     _ = f.write("first line\\n\\n  \\nsecond line\\n")
+    >>> read_text("lines.txt").texts
+    ['first line', 'second line']
     """
     path = _check_file(path)
     check_choice("unit", unit, ("line", "paragraph"))

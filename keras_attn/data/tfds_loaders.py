@@ -107,6 +107,18 @@ def load_tfds_translation(
         data_dir: where the prepared dataset lives (default: TFDS's).
         max_examples: keep the first `max_examples` pairs (default: all).
         download: let tfds download and prepare the dataset when missing.
+
+    Returns:
+        `TranslationData`: `sources[i]` (from `source_key`) translates to
+        `targets[i]` (from `target_key`), as `str`.
+
+    Example (offline: `tfds.testing.mock_data` stands in for the prepared
+    dataset and yields random examples of its features):
+    >>> import tensorflow_datasets as tfds
+    >>> with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    ...     data = load_tfds_translation(split="validation", max_examples=3)
+    >>> len(data), all(isinstance(text, str) for text in data.sources + data.targets)
+    (3, True)
     """
     examples, info = _load(name, split, data_dir, download, max_examples)
     _check_key("source_key", source_key, info)
@@ -138,6 +150,17 @@ def load_tfds_classification(
         split: a TFDS split string.
         text_key, label_key: the features holding the text and the label.
         data_dir, max_examples, download: as in `load_tfds_translation`.
+
+    Returns:
+        `ClassificationData(texts, labels, label_names)`, labels as `int`.
+
+    Example (offline: `tfds.testing.mock_data` stands in for the prepared
+    dataset and yields random examples of its features):
+    >>> import tensorflow_datasets as tfds
+    >>> with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    ...     data = load_tfds_classification()
+    >>> len(data), data.label_names, set(data.labels) <= {0, 1}
+    (4, ['neg', 'pos'], True)
     """
     examples, info = _load(name, split, data_dir, download, max_examples)
     _check_key("text_key", text_key, info)
@@ -212,6 +235,17 @@ def load_tfds_text(
         chunk_characters: the longest chunk.
         data_dir, download: as in `load_tfds_translation`.
         max_examples: keep the first `max_examples` chunks (default: all).
+
+    Returns:
+        `TextData(texts)`, every text at most `chunk_characters` long.
+
+    Example (offline: `tfds.testing.mock_data` stands in for the prepared
+    dataset and yields random examples of its features):
+    >>> import tensorflow_datasets as tfds
+    >>> with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    ...     data = load_tfds_text(chunk_characters=8, max_examples=3)
+    >>> len(data), all(0 < len(text) <= 8 for text in data.texts)
+    (3, True)
     """
     chunk_characters = check_positive_int("chunk_characters", chunk_characters)
     max_examples = check_positive_int("max_examples", max_examples, allow_none=True)

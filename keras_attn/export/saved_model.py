@@ -17,7 +17,18 @@ METADATA_FILE = os.path.join("assets.extra", "keras_attn_export.json")
 
 def serving_endpoints(model, jit_compile=True, **options):
     """The `Endpoint`s that `export` writes for `model`: its own
-    `serving_endpoints(...)`, with the options checked first."""
+    `serving_endpoints(...)`, with the options checked first.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> [endpoint.name for endpoint in serving_endpoints(classifier, jit_compile=False)]
+    ['serving_default', 'classify_pairs', 'logits']
+    >>> serving_endpoints(classifier, temperature=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown export option(s) for a Classifier: ['temperature']. Expected ...
+    """
     if not isinstance(model, Task):
         raise ValueError(
             "`model` must be a keras_attn.models task (Generator, Translator, Classifier, "

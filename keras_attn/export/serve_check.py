@@ -70,6 +70,15 @@ def run_in_fresh_process(path, calls, repeats=0, timeout=600):
         dict with `results` (per call: `outputs`, `first_call_seconds`,
         `median_seconds` of the repeats), `load_seconds`, and `leaked`: the
         Keras / keras-attn modules the process imported (should be empty).
+
+    Example (any SavedModel; `keras_attn.export.export` writes a model's):
+    >>> module = tf.Module()
+    >>> module.shout = tf.function(lambda inputs: {"texts": tf.strings.upper(inputs)},
+    ...                            input_signature=[tf.TensorSpec([None], tf.string)])
+    >>> tf.saved_model.save(module, "shout", signatures={"serving_default": module.shout})
+    >>> report = run_in_fresh_process("shout", [("serving_default", {"inputs": ["hi", "yo"]})])
+    >>> report["results"][0]["outputs"], report["leaked"]
+    ({'texts': ['HI', 'YO']}, [])
     """
     path = os.path.abspath(path)
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):

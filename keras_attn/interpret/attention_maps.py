@@ -72,6 +72,16 @@ def attention_maps(model, texts, targets=None, max_new_tokens=0):
 
     Returns:
         One `AttentionMaps` per text.
+
+    Example:
+    >>> from keras_attn.models import Translator
+    >>> translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+    ...     num_encoder_layers=1, num_decoder_layers=1)
+    >>> (maps,) = attention_maps(translator, ["abc"], targets=["xy"])
+    >>> maps.kinds, maps.attention["cross"].shape  # (layers, heads, target, source)
+    (('encoder', 'decoder', 'cross'), (1, 4, 3, 4))
+    >>> maps.query_tokens("cross"), maps.key_tokens("cross")
+    (['[BOS]', 'x', 'y'], ['a', 'b', 'c', '[EOS]'])
     """
     max_new_tokens = check_non_negative_int("max_new_tokens", max_new_tokens)
     if max_new_tokens and model.task_name != "generator":
@@ -87,7 +97,17 @@ def attention_maps(model, texts, targets=None, max_new_tokens=0):
 
 def maps_from_outputs(model, batch, outputs):
     """`AttentionMaps` per row from a `TextInputs` batch and the backbone's
-    outputs on it (called with `return_attention_scores=True`)."""
+    outputs on it (called with `return_attention_scores=True`).
+
+    Example (one backbone call serving both the hidden states and the maps):
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> batch = generator.texts_to_inputs(["abc", "a"])
+    >>> outputs = generator.backbone(batch.inputs, return_attention_scores=True)
+    >>> maps = maps_from_outputs(generator, batch, outputs)
+    >>> [m.attention["decoder"].shape for m in maps], maps[1].head_counts
+    ([(1, 4, 4, 4), (1, 4, 2, 2)], {'decoder': [4]})
+    """
     kinds = model.attention_kinds
     scores = {
         name: np.asarray(outputs[kind.scores_output], dtype="float32")

@@ -51,6 +51,15 @@ class Explanation:
         token_scores: score name -> sequence name (`"tokens"`, `"source"`,
             `"target"`) -> one float per token of `maps.tokens[sequence]`.
         target: the output explained (class, token position, ...), or None.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> explanation = explain(model, "hi", "rollout")
+    >>> explanation.method, explanation.views["rollout"]["encoder"].shape
+    ('rollout', (4, 4))
+    >>> explanation.maps.query_tokens("encoder"), explanation.token_scores
+    (['[CLS]', 'h', 'i', '[SEP]'], {})
     """
 
     method: str
@@ -77,6 +86,11 @@ class ExplainMethod:
         reads_texts: `compute` runs the model on the texts itself (gradient
             methods): it gets `targets=` too, and cannot follow a continuation
             generated with `max_new_tokens`.
+
+    Example:
+    >>> ig = METHODS["ig"]
+    >>> ig.takes_target, ig.reads_texts, ig.options
+    (True, True, ('baseline', 'steps', 'method', 'batch_size', 'score'))
     """
 
     name: str
@@ -95,7 +109,20 @@ _INPUT_OPTIONS = ("targets", "max_new_tokens")
 
 def register_method(method):
     """Adds `method` (an `ExplainMethod`) to the table; a name may be
-    registered once."""
+    registered once. Returns `method`.
+
+    Example (a method scoring each token by its length in characters):
+    >>> def token_lengths(model, texts, maps, target):
+    ...     return [({}, {"length": {"tokens": [len(t) for t in m.tokens["tokens"]]}})
+    ...             for m in maps]
+    >>> _ = register_method(ExplainMethod("token_lengths", "characters per token",
+    ...                                   token_lengths))
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> explain(model, "hi", "token_lengths").token_scores
+    {'length': {'tokens': [5, 1, 1, 5]}}
+    >>> del METHODS["token_lengths"]  # the table is global: the example takes it off again
+    """
     if not isinstance(method, ExplainMethod):
         raise ArgumentError.of("method", "an ExplainMethod", method)
     if method.name in METHODS:
@@ -224,6 +251,15 @@ def explain(model, texts, method="attention", target=None, **options):
 
     Returns:
         An `Explanation` for a string, a list of them for a list.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> good, bad = explain(model, ["good", "bad"], "ig", target=1, steps=8)
+    >>> list(good.token_scores), good.target
+    (['integrated gradients'], 1)
+    >>> len(bad.token_scores["integrated gradients"]["tokens"])  # [CLS] b a d [SEP]
+    5
     """
     single = isinstance(texts, str)
     texts = [texts] if single else texts
@@ -290,6 +326,16 @@ def explanation_figure(explanation, kind=None, layer=None, head=None):
       attention with a layer, the alignment of target and source tokens.
 
     `kind` defaults to `"cross"` where the model has it, else its one kind.
+
+    Returns:
+        A matplotlib `Figure`.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> figure = explanation_figure(explain(model, "hi", "rollout"))
+    >>> len(figure.axes), figure.axes[0].get_title()  # the heatmap and its colour bar
+    (2, 'rollout: rollout, encoder')
     """
     from keras_attn.interpret import plots
 
@@ -331,7 +377,17 @@ def explanation_figure(explanation, kind=None, layer=None, head=None):
 def write_explanation(explanation, path, kind=None, layer=None, head=None, title=None):
     """Writes `explanation` as the HTML viewer (`.html`; `kind`, `layer`
     and `head` choose what it opens on) or as `explanation_figure`
-    (`.png`, `.svg`). Atomic. Returns `path`."""
+    (`.png`, `.svg`). Atomic. Returns `path`.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> explanation = explain(model, "hi", "attention")
+    >>> write_explanation(explanation, "head.svg", layer=0, head=1)
+    'head.svg'
+    >>> write_explanation(explanation, "hi.html", kind="encoder", layer=0)
+    'hi.html'
+    """
     from keras_attn.interpret import plots, viewer
 
     suffix = os.path.splitext(os.fspath(path))[1].lower()

@@ -30,6 +30,16 @@ class Attributions:
         completeness_gap: `sum(attributions) - (f(x) - f(baseline))`, which
             is 0 for the exact integral.
         relative_gap: `|completeness_gap| / |f(x) - f(baseline)|`.
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> (result,) = integrated_gradients(generator, ["abc"], steps=8)
+    >>> result.tokens["tokens"], result.scores["tokens"].shape
+    (['[BOS]', 'a', 'b', 'c'], (4,))
+    >>> gap = result.total - (result.explained.score - result.baseline_score)
+    >>> bool(abs(gap - result.completeness_gap) < 1e-4)
+    True
     """
 
     tokens: dict

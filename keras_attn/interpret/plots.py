@@ -134,6 +134,11 @@ def plot_matrix(matrix, query_tokens, key_tokens, title=None, ax=None):
 
     Returns:
         The `Figure`.
+
+    Example:
+    >>> figure = plot_matrix(np.eye(3), ["x", "y", "z"], ["a", "b", "c"], title="identity")
+    >>> len(figure.axes), [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    (2, ['x', 'y', 'z'])
     """
     matrix = check_matrix("matrix", matrix, query_tokens, key_tokens)
     figure, ax = _figure_and_axes(
@@ -155,6 +160,16 @@ def plot_attention_head(maps, kind, layer, head, ax=None):
 
     Returns:
         The `Figure`: keys along x, queries along y, both labelled.
+
+    Example:
+    >>> from keras_attn.interpret import AttentionMaps
+    >>> maps = AttentionMaps(tokens={"tokens": ["a", "b", "c"]},
+    ...                      attention={"encoder": np.full((2, 2, 3, 3), 1 / 3, "float32")},
+    ...                      sequences={"encoder": ("tokens", "tokens")},
+    ...                      head_counts={"encoder": [2, 1]})  # layer 1 has one head
+    >>> figure = plot_attention_head(maps, "encoder", layer=-1, head=None)
+    >>> figure.axes[0].get_title()
+    'encoder attention, layer 1, mean of heads'
     """
     matrix, queries, keys, layer, head = head_matrix(maps, kind, layer, head)
     which = "mean of heads" if head is None else f"head {head}"
@@ -181,6 +196,16 @@ def plot_attention_grid(maps, kind, cell_inches=1.6):
 
     Returns:
         The `Figure`.
+
+    Example:
+    >>> from keras_attn.interpret import AttentionMaps
+    >>> maps = AttentionMaps(tokens={"tokens": ["a", "b", "c"]},
+    ...                      attention={"encoder": np.full((2, 2, 3, 3), 1 / 3, "float32")},
+    ...                      sequences={"encoder": ("tokens", "tokens")},
+    ...                      head_counts={"encoder": [2, 1]})  # layer 1 has one head
+    >>> figure = plot_attention_grid(maps, "encoder")
+    >>> len(figure.axes), sum(ax.axison for ax in figure.axes)  # 2 x 2 cells, 3 heads, colour bar
+    (5, 4)
     """
     kind = check_kind(maps, kind)
     attention = maps.attention[kind]
@@ -232,6 +257,11 @@ def plot_token_scores(tokens, scores, title=None, ax=None):
 
     Returns:
         The `Figure`, tokens along x.
+
+    Example:
+    >>> figure = plot_token_scores(["a", "b", "c"], [0.5, -0.2, 0.1], title="attributions")
+    >>> len(figure.axes[0].patches), figure.axes[0].get_title()  # one bar per token
+    (3, 'attributions')
     """
     scores = check_token_scores("scores", scores, tokens)
     width = float(np.clip(len(tokens) * 0.22, 4.0, 24.0))
@@ -264,6 +294,13 @@ def plot_alignment(maps_or_matrix, source_tokens=None, target_tokens=None, layer
 
     Returns:
         The `Figure`: source tokens along x, target tokens along y.
+
+    Example:
+    >>> figure = plot_alignment(np.eye(2), source_tokens=["un", "chat"],
+    ...                         target_tokens=["a", "cat"])
+    >>> ax = figure.axes[0]
+    >>> ax.get_xlabel(), ax.get_ylabel(), [label.get_text() for label in ax.get_xticklabels()]
+    ('source', 'target', ['un', 'chat'])
     """
     if hasattr(maps_or_matrix, "attention"):
         matrix, targets, sources, layer, head = head_matrix(maps_or_matrix, "cross", layer, head)
@@ -299,6 +336,11 @@ def plot_head_importance(importance, title="head importance", ax=None):
 
     Returns:
         The `Figure`.
+
+    Example:
+    >>> figure = plot_head_importance(np.array([[0.1, 0.9], [0.5, np.nan]]))
+    >>> [text.get_text() for text in figure.axes[0].texts]  # the missing head stays blank
+    ['0.10', '0.90', '0.50']
     """
     importance = np.asarray(importance, dtype="float64")
     if importance.ndim != 2 or 0 in importance.shape:
@@ -340,6 +382,11 @@ def plot_pruning_curve(curve, metric_name="metric", title="pruning curve", ax=No
 
     Returns:
         The `Figure`, shares shown as percentages.
+
+    Example:
+    >>> figure = plot_pruning_curve([(0.0, 0.9), (0.25, 0.85), (0.5, 0.6)], "accuracy")
+    >>> figure.axes[0].get_xlabel(), figure.axes[0].get_ylabel()
+    ('heads pruned (%)', 'accuracy')
     """
     points = np.asarray(curve, dtype="float64")
     if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
@@ -371,6 +418,13 @@ def save_figure(figure, path, dpi=150):
         figure: a matplotlib `Figure`.
         path: a `.png` or `.svg` file; its folder must exist.
         dpi: resolution of a PNG.
+
+    Example:
+    >>> figure = plot_matrix(np.eye(2), ["a", "b"], ["a", "b"])
+    >>> save_figure(figure, "matrix.png")
+    >>> with open("matrix.png", "rb") as f:
+    ...     f.read(8) == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
     """
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix not in FIGURE_FORMATS:

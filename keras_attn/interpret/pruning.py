@@ -160,6 +160,15 @@ def pruning_curve(
 
     Returns:
         A list of `(share, metric value)`, one per share, in order.
+
+    Example:
+    >>> from keras_attn.data import ClassificationData
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> data = ClassificationData(["a good film", "a bad film"], [1, 0], ["neg", "pos"])
+    >>> curve = pruning_curve(model, data, shares=(0.0, 0.5), metric="accuracy")
+    >>> [share for share, _ in curve], all(0 <= accuracy <= 1 for _, accuracy in curve)
+    ([0.0, 0.5], True)
     """
     shares = [
         check_number_in_range(f"shares[{i}]", s, 0, 1, include_high=False)

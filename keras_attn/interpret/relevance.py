@@ -29,6 +29,15 @@ class Relevance:
             rows); for a translator the `"cross"` row gives the source
             tokens' scores and the `"decoder"` row the target tokens'.
         explained: the `ExplainedOutput` (position, token, score).
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> (result,) = relevance(classifier, ["good"], target=1)
+    >>> result.tokens["tokens"], result.relevance["encoder"].shape
+    (['[CLS]', 'g', 'o', 'o', 'd', '[SEP]'], (6, 6))
+    >>> result.token_scores["tokens"].shape, result.explained.token
+    ((6,), 1)
     """
 
     tokens: dict

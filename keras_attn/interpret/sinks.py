@@ -25,6 +25,15 @@ class AttentionSinks:
             (it sees keys `0..i`), `1 / keys` otherwise.
         ratio: `share / baseline` `(layers, heads)`; well above 1 marks a sink.
         queries: how many query positions were averaged.
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> sinks = attention_sinks(generator, ["abcd"])  # [BOS] a b c d: 5 queries
+    >>> sinks.kind, sinks.share.shape, sinks.layer_share.shape, sinks.queries
+    ('decoder', (1, 4), (1,), 5)
+    >>> bool(np.allclose(sinks.ratio, sinks.share / sinks.baseline))
+    True
     """
 
     kind: str

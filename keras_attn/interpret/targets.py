@@ -31,6 +31,14 @@ class Target:
 
     A plain int or string given as a target is `Target(token=...)`; a dict is
     `Target(**dict)`.
+
+    Example (the byte tokenizer's "c" is id 99 + 7):
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> batch = generator.texts_to_inputs(["abc"])
+    >>> explained = select_outputs(generator, batch, Target(position=1, token="c")).explained[0]
+    >>> explained.position, explained.token, explained.label  # after "a", the score of "c"
+    (1, 106, 'c')
     """
 
     position: int = None
@@ -48,6 +56,17 @@ class ExplainedOutput:
         token: the class index or token id.
         label: the class's label name or the token's string.
         score: the explained scalar's value at the input.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> model = Classifier.from_preset("tiny", num_classes=2, num_layers=1,
+    ...     label_names=["no", "yes"])
+    >>> batch = model.texts_to_inputs(["good"])
+    >>> explained = select_outputs(model, batch, target="no", score="log_prob").explained[0]
+    >>> explained.sequence, explained.position, explained.token, explained.label
+    (None, None, 0, 'no')
+    >>> explained.score < 0  # a log-probability
+    True
     """
 
     sequence: object
@@ -88,6 +107,18 @@ class OutputSelector:
     Attributes:
         explained: one `ExplainedOutput` per row.
         score: `"logit"` or `"log_prob"`.
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> batch = generator.texts_to_inputs(["abc", "xy"])
+    >>> selector = select_outputs(generator, batch, target="z")
+    >>> scores = selector(generator(batch.inputs))  # float32 (batch,), differentiable
+    >>> tuple(scores.shape), [explained.position for explained in selector.explained]
+    ((2,), [3, 2])
+    >>> bool(np.allclose(ops.convert_to_numpy(scores),
+    ...                  [explained.score for explained in selector.explained], atol=1e-5))
+    True
     """
 
     def __init__(self, positions, tokens, score, explained):

@@ -30,6 +30,15 @@ def transformed_values(attention, values):
 
     Returns:
         `(batch, heads, keys, output features)`.
+
+    Example:
+    >>> from keras_attn.layers import MultiHeadAttention
+    >>> attention = MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x = keras.random.normal((1, 3, 8))
+    >>> _ = attention(x, x)  # builds the weights
+    >>> transformed = transformed_values(attention, x)
+    >>> transformed.shape, transformed.dtype.name
+    ((1, 2, 3, 8), 'float32')
     """
     value = attention.value_dense(values)  # (B, S, K, value_dim)
     groups = attention.num_heads // attention.num_key_value_heads

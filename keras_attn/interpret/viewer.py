@@ -275,6 +275,18 @@ def write_attention_viewer(path, maps, views=None, title=None, token_scores=None
 
     Returns:
         `path`.
+
+    Example:
+    >>> from keras_attn.interpret import AttentionMaps
+    >>> maps = AttentionMaps(tokens={"tokens": ["a", "b", "c"]},
+    ...                      attention={"encoder": np.full((1, 2, 3, 3), 1 / 3, "float32")},
+    ...                      sequences={"encoder": ("tokens", "tokens")},
+    ...                      head_counts={"encoder": [2]})
+    >>> write_attention_viewer("attention.html", maps, title="uniform",
+    ...                        views={"identity": {"encoder": np.eye(3)}})
+    'attention.html'
+    >>> "<title>uniform</title>" in open("attention.html", encoding="utf-8").read()
+    True
     """
     write_text_atomically(path, render_viewer(maps, views, title, token_scores, selected))
     return path

@@ -475,6 +475,15 @@ class MaskedLanguageModel(Task):
 
     Returns (call):
         float32 logits `(batch, time, vocabulary_size)`.
+
+    Example:
+    >>> mlm = MaskedLanguageModel.from_preset("tiny", num_layers=1)  # byte-level
+    >>> batch = mlm.texts_to_inputs(["a [MASK] c"])
+    >>> batch.tokens["tokens"][0], tuple(mlm(batch.inputs).shape)
+    (['[CLS]', 'a', ' ', '[MASK]', ' ', 'c', '[SEP]'], (1, 7, 263))
+    >>> filled, candidates = mlm.fill_mask(["a [MASK] c"], top_k=3)
+    >>> len(candidates[0]), len(candidates[0][0])  # one mask, three candidates
+    (1, 3)
     """
 
     presets = CLASSIFIER_PRESETS

@@ -115,6 +115,15 @@ def enable_lora(model, rank, targets=LORA_TARGETS, alpha=None):
     Returns:
         The adapted layers. Compile (again) before training; `merge_lora`
         (which `keras_attn.export.export` applies) folds the adapters in.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> adapted = enable_lora(classifier, rank=2)
+    >>> [layer.name for layer in adapted]
+    ['query', 'key', 'value', 'attention_output', 'intermediate_dense', 'output_dense']
+    >>> sorted({w.name for w in classifier.backbone.trainable_weights})  # only adapters train
+    ['lora_kernel_a', 'lora_kernel_b']
     """
     _check_task(model)
     rank = check_positive_int("rank", rank)
@@ -140,6 +149,18 @@ def merge_lora(model):
     Keras writes an adapted kernel as `kernel + scale * A @ B` when it saves
     weights, so a plain copy of the architecture that loads those weights
     computes the same function with ordinary dense kernels.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> for layer in enable_lora(classifier, rank=2):  # as if trained: B starts at 0
+    ...     _ = layer.lora_kernel_b.assign(np.full(layer.lora_kernel_b.shape, 0.05, "float32"))
+    >>> merged = merge_lora(classifier)
+    >>> inputs = classifier.texts_to_inputs(["a fine film"]).inputs
+    >>> has_lora(classifier), has_lora(merged)
+    (True, False)
+    >>> bool(np.allclose(classifier(inputs), merged(inputs), atol=1e-5))
+    True
     """
     _check_task(model)
     config = model.get_config()

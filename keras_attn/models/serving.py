@@ -26,6 +26,13 @@ class Endpoint:
         name: the signature key and the attribute of the loaded object.
         function: the Python function, traced with `input_signature`.
         input_signature: one `tf.TensorSpec` (or dict of them) per argument.
+
+    Example:
+    >>> endpoint = Endpoint("shout", lambda inputs: {"texts": tf.strings.upper(inputs)},
+    ...                     [texts_spec()])
+    >>> served = tf.function(endpoint.function, input_signature=endpoint.input_signature)
+    >>> served(tf.constant(["hi"]))["texts"].numpy().tolist()
+    [b'HI']
     """
 
     name: str

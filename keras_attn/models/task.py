@@ -236,6 +236,18 @@ class Task(keras.Model):
     Subclasses set `presets` (name -> dict with `"backbone"` config,
     `"description"` and task arguments) and implement `from_parts(
     backbone_config, tokenizers, **task_args)`.
+
+    Example:
+    >>> generator_class = Task.for_name("generator")
+    >>> generator_class.__name__, generator_class.data_task
+    ('Generator', 'generation')
+    >>> sorted(Task.registered_tasks())
+    ['classifier', 'generator', 'masked_lm', 'translator']
+    >>> generator = generator_class.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> generator.save_to_preset("my_generator")
+    >>> reloaded = generator_class.from_preset("my_generator")  # a preset directory
+    >>> reloaded.backbone.num_layers, reloaded.backbone.sequence_length
+    (1, 16)
     """
 
     presets = {}

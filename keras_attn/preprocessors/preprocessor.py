@@ -32,6 +32,14 @@ class Preprocessor(keras.layers.Layer):
     other constructor arguments in `config_keys`, and implement `call`.
     Calls made eagerly run through a cached `tf.function`, so they execute the
     same graph as `tf.data` and the exports.
+
+    Example (every task builds its own; `count_truncated` gives int32 `(N,)`):
+    >>> from keras_attn.models import Generator
+    >>> preprocessor = Generator.from_preset("tiny", sequence_length=16, num_layers=1).preprocessor
+    >>> isinstance(preprocessor, Preprocessor), preprocessor.config_keys
+    (True, ('sequence_length',))
+    >>> preprocessor.count_truncated(["abc", "x" * 40]).tolist()  # tokens cut per text
+    [0, 25]
     """
 
     tokenizer_names = ("tokenizer",)
@@ -117,7 +125,17 @@ def pack_sentence(tokenizer, ids, length):
 
 def text_column(name, texts):
     """A list/array of strings as a 1-D `tf.string` tensor (`ValueError`
-    naming `name` for a single string or anything else)."""
+    naming `name` for a single string or anything else).
+
+    Example:
+    >>> column = text_column("texts", ["a", "bc"])
+    >>> tuple(column.shape), column.dtype.name
+    ((2,), 'string')
+    >>> text_column("texts", "a")
+    Traceback (most recent call last):
+    ...
+    ValueError: `texts` must be a list of strings, not a single string. Received: texts='a'
+    """
     if isinstance(texts, str):
         raise ValueError(
             f"`{name}` must be a list of strings, not a single string. "
@@ -128,7 +146,17 @@ def text_column(name, texts):
 
 
 def report_truncation(truncated, what):
-    """A `TruncationReport` of per-row cut counts; warns when anything was cut."""
+    """A `TruncationReport` of per-row cut counts; warns when anything was cut.
+
+    Example:
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     report = report_truncation(np.array([0, 3, 0]), "texts")
+    >>> report.rows_truncated, report.tokens_dropped
+    (1, 3)
+    >>> print(caught[0].message)  # doctest: +ELLIPSIS
+    texts: 1 of 3 rows (33.3%) truncated, 3 tokens dropped ... Raise the model's sequence length...
+    """
     report = TruncationReport.from_counts(truncated)
     if report.rows_truncated:
         warnings.warn(
@@ -155,6 +183,18 @@ def text_dataset(
         random_seeds: also pass `preprocess` a fresh int64 `(2,)` seed per
             batch (new every epoch, reproducible for `seed`), for random
             preprocessing such as masking.
+
+    Returns:
+        A `tf.data.Dataset` of `preprocess` outputs, with a static batch
+        dimension when there is at least one whole batch.
+
+    Example (three rows in batches of two: the partial batch is dropped):
+    >>> dataset = text_dataset(
+    ...     (["a", "bb", "ccc"], [0, 1, 0]),
+    ...     lambda texts, labels: (tf.strings.length(texts), labels),
+    ...     batch_size=2, shuffle=False)
+    >>> [(lengths.numpy().tolist(), labels.numpy().tolist()) for lengths, labels in dataset]
+    [([1, 2], [0, 1])]
     """
     batch_size = check_positive_int("batch_size", batch_size)
     dataset = tf.data.Dataset.from_tensor_slices(tuple(columns))

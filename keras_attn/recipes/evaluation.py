@@ -43,7 +43,15 @@ def evaluate_task(model, data, options):
 
 
 def find_preset_dir(path):
-    """A preset directory, given it or a `train_recipe` output directory."""
+    """A preset directory, given it or a `train_recipe` output directory.
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> generator.save_to_preset("run/preset")  # where train_recipe writes it
+    >>> find_preset_dir("run"), find_preset_dir("run/preset")
+    ('run/preset', 'run/preset')
+    """
     path = os.fspath(path)
     inner = os.path.join(path, PRESET_DIR)
     if os.path.isfile(os.path.join(inner, "config.json")):
@@ -72,7 +80,16 @@ def preset_task(preset_dir):
 
 
 def load_model(path, task=None):
-    """`(model, task)` from a preset directory or a training output directory."""
+    """`(model, task)` from a preset directory or a training output directory.
+
+    Example:
+    >>> from keras_attn.models import Classifier
+    >>> classifier = Classifier.from_preset("tiny", num_classes=2, num_layers=1)
+    >>> classifier.save_to_preset("my_classifier")
+    >>> model, task = load_model("my_classifier")
+    >>> type(model).__name__, task, model.num_classes
+    ('Classifier', 'classifier', 2)
+    """
     preset_dir = find_preset_dir(path)
     saved_task = preset_task(preset_dir)
     if task is not None and task != saved_task:
@@ -124,6 +141,17 @@ def evaluate_model(model_dir_or_preset, data=None, task=None, evaluation=None, l
     Returns:
         `{metric: value, ..., "examples": n, "samples": [...]}`; see
         `keras_attn.recipes.evaluation` for the metrics of each task.
+
+    Example:
+    >>> from keras_attn.models import Generator
+    >>> generator = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    >>> generator.save_to_preset("my_generator")
+    >>> metrics = evaluate_model(
+    ...     "my_generator", {"source": "builtin", "name": "alphabet_runs", "num_examples": 8},
+    ...     evaluation={"prompt_length": 3, "continuation_length": 2, "samples": 1})
+    >>> sorted(metrics), metrics["examples"], len(metrics["samples"])
+    (['continuation_accuracy', 'continuation_examples', 'examples', 'loss', 'perplexity',
+     'samples'], 8, 1)
     """
     log = log or (lambda *_: None)
     model, task = load_model(model_dir_or_preset, task)

@@ -62,6 +62,17 @@ def load_recipe_data(recipe, log=print, roles=ROLES):
     examples is logged as a warning, since its scores mean little. Built-in specs
     without a `split` take their role's split. Classification labels of
     every split are numbered as in the training data.
+
+    Example:
+    >>> from keras_attn.recipes import validate_recipe
+    >>> recipe = validate_recipe({"task": "classifier", "preset": "tiny", "data": {
+    ...     "train": {"source": "builtin", "name": "sentiment_negation", "num_examples": 40},
+    ...     "test": {"from_train": 0.25}}})
+    >>> data = load_recipe_data(recipe, log=lambda line: None)
+    >>> {role: len(examples) for role, examples in data.items()}
+    {'train': 30, 'test': 10}
+    >>> data["test"].label_names == data["train"].label_names
+    True
     """
     task = Task.for_name(recipe["task"]).data_task
     specs = recipe["data"]

@@ -646,6 +646,15 @@ def validate_recipe(recipe, source=None, base_dir=None):
 
     Raises:
         ValueError: `"<source>: <key.path>: <what is wrong>"`.
+
+    Example:
+    >>> recipe = {"task": "generator", "preset": "tiny", "data": {"train": "alphabet_runs"}}
+    >>> validate_recipe(recipe)["data"]  # a built-in name becomes a data spec
+    {'train': {'source': 'builtin', 'name': 'alphabet_runs'}}
+    >>> validate_recipe({**recipe, "training": {"epochs": 0}}, source="my.yaml")
+    Traceback (most recent call last):
+    ...
+    ValueError: my.yaml: training.epochs: must be a positive integer (got 0)
     """
     if not isinstance(recipe, dict):
         raise ValueError(
@@ -670,6 +679,13 @@ def load_recipe(path):
     Raises:
         ValueError: naming the file and the key path of the first problem.
         OSError: the file cannot be read.
+
+    Example:
+    >>> with open("recipe.yaml", "w", encoding="utf-8") as f:
+    ...     _ = f.write("task: generator\\npreset: tiny\\ndata:\\n  train: alphabet_runs\\n")
+    >>> recipe = load_recipe("recipe.yaml")
+    >>> recipe["task"], recipe["data"]
+    ('generator', {'train': {'source': 'builtin', 'name': 'alphabet_runs'}})
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -724,6 +740,16 @@ def apply_overrides(recipe, overrides, source=None):
 
     Returns:
         The new recipe dict.
+
+    Example:
+    >>> recipe = {"task": "generator", "preset": "tiny", "data": {"train": "alphabet_runs"}}
+    >>> changed = apply_overrides(recipe, {"training.epochs": "3", "model.num_layers": 1})
+    >>> changed["training"], changed["model"]
+    ({'epochs': 3}, {'num_layers': 1})
+    >>> apply_overrides(recipe, {"training.epochs": "none"})
+    Traceback (most recent call last):
+    ...
+    ValueError: overrides: training.epochs: must be a positive integer (got 'none')
     """
     result = copy.deepcopy(recipe)
     for dotted, value in overrides.items():
@@ -757,6 +783,12 @@ def with_defaults(recipe):
 
     A recipe without a `tokenizer` section gets `default_tokenizer(recipe)`,
     unless its preset is a keras-hub checkpoint's (which brings its own).
+
+    Example:
+    >>> recipe = {"task": "generator", "preset": "tiny", "data": {"train": "alphabet_runs"}}
+    >>> full = with_defaults(validate_recipe(recipe))
+    >>> full["training"]["epochs"], full["training"]["batch_size"], full["tokenizer"]
+    (1, 32, {'type': 'byte'})
     """
     result = _fill(recipe, RECIPE_SCHEMA)
     if "tokenizer" not in result and keras_hub_preset(result.get("preset")) is None:

@@ -53,6 +53,19 @@ class Tokenizer(keras.layers.Layer):
     `_detokenize_batch` (ragged int32 ids without structural tokens -> 1-D
     strings), `vocabulary_size`, `get_vocabulary`, `token_to_id` and
     `id_to_token`.
+
+    Example (with `ByteTokenizer`, a subclass; ids are ragged int32
+    `(batch, None)`, texts 1-D `tf.string`):
+    >>> from keras_attn.tokenizers import ByteTokenizer
+    >>> tokenizer = ByteTokenizer()
+    >>> ids = tokenizer(["hi", "abc"])
+    >>> ids.to_list(), tokenizer.detokenize(ids).numpy().tolist()
+    ([[111, 112], [104, 105, 106]], [b'hi', b'abc'])
+    >>> tokenizer.pad_id, tokenizer.mask_id, tokenizer.vocabulary_size
+    (0, 6, 263)
+    >>> tokenizer.save("byte_tokenizer")
+    >>> type(Tokenizer.from_directory("byte_tokenizer")).__name__
+    'ByteTokenizer'
     """
 
     def __init__(self, **kwargs):

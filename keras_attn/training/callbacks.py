@@ -171,6 +171,19 @@ class ResumableModelCheckpoint(keras.callbacks.ModelCheckpoint):
         monitor: name of the logged value to watch, or `None` (see above).
         save_best_only: only overwrite the file when `monitor` improves.
         mode: `"auto"`, `"min"` or `"max"`.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> model.compile(loss="mse", optimizer="sgd", jit_compile=False)
+    >>> x, y = np.ones((4, 1)), np.zeros((4, 1))
+    >>> checkpoint = ResumableModelCheckpoint(
+    ...     "best.weights.h5", "state/best.json", save_best_only=True)
+    >>> _ = model.fit(x, y, epochs=2, callbacks=[checkpoint], verbose=0)
+    >>> resumed = ResumableModelCheckpoint(  # a rerun, after an interruption
+    ...     "best.weights.h5", "state/best.json", save_best_only=True)
+    >>> resumed.on_train_begin()
+    >>> resumed.monitor, resumed.best == checkpoint.best
+    ('loss', True)
     """
 
     def __init__(self, filepath, state_path, monitor=None, save_best_only=False, mode="auto"):

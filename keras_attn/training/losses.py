@@ -102,6 +102,16 @@ def token_weights(y_true, y_pred, ignore_index=None, sample_weight=None):
     Returns:
         A tuple `(weights, real)` of `(batch, ...)` float32 tensors: the
         per-token weights, and 1 for real tokens / 0 for padding.
+
+    Example:
+    >>> y_true = np.array([[5, 7, 0], [4, 0, 0]])  # 0 pads
+    >>> y_pred = np.zeros((2, 3, 10), "float32")
+    >>> weights, real = token_weights(y_true, y_pred, ignore_index=0,
+    ...                               sample_weight=np.array([2.0, 1.0]))
+    >>> ops.convert_to_numpy(weights).tolist()
+    [[2.0, 2.0, 0.0], [1.0, 0.0, 0.0]]
+    >>> ops.convert_to_numpy(real).tolist()
+    [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
     """
     labels = _labels(y_true, y_pred)
     real = ops.ones_like(labels, dtype="bool")
