@@ -157,7 +157,8 @@ def _row_text(row):
 
 def markdown(rows, ratios, args, shape):
     lines = [
-        "## Generation: new tokens/s, keras-attn `Generator` vs keras-hub `GPT2CausalLM`",
+        "## Generation: new tokens/s, keras-attn `Generator` vs keras-hub `GPT2CausalLM`"
+        + (f" ({args.label})" if args.label else ""),
         "",
         f"Command: `{args.command}`; {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{_cpu_count()} CPU cores shared with other developers' jobs while measuring. Shape "
@@ -192,6 +193,11 @@ def _cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def section_name(section, label):
+    """The markdown section of a run: `section`, or `section (label)`."""
+    return f"{section} ({label})" if label else section
+
+
 def write_section(path, section, text):
     """Replaces (or appends) the `section` block of the markdown file."""
     import os
@@ -221,6 +227,8 @@ def main(argv=None):
     parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=list(SIDES))
     parser.add_argument("--output", default="benchmarks/results/decoding.md")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--label", help="a name for this run's own section, e.g. the "
+                        "keras-attn version measured (PYTHONPATH picks it)")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/generation_speed.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
@@ -236,7 +244,7 @@ def main(argv=None):
     for batch, (_, _, ratio) in ratios.items():
         print(f"batch {batch}: keras-attn best / keras-hub best = {ratio:.2f}x")
     text = markdown(rows, ratios, args, shape)
-    write_section(args.output, SECTION, text)
+    write_section(args.output, section_name(SECTION, args.label), text)
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"rows": rows, "ratios": {str(b): r for b, (_, _, r) in ratios.items()}},

@@ -30,7 +30,7 @@ from keras_attn.models import Translator
 
 # The sibling script's timing and markdown helpers (benchmarks/ is no package).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generation_speed import _cpu_count, measure, write_section  # noqa: E402
+from generation_speed import _cpu_count, measure, section_name, write_section  # noqa: E402
 
 SECTION = "translation_decoding"
 SEARCHES = [("greedy", 1), ("beam", 4)]
@@ -60,7 +60,8 @@ def run(preset, source_length, target_length, batch, repeats, overrides=None):
 
 def markdown(rows, args):
     lines = [
-        "## Translation decoding: sentences/s of a keras-attn `Translator`",
+        "## Translation decoding: sentences/s of a keras-attn `Translator`"
+        + (f" ({args.label})" if args.label else ""),
         "",
         f"Command: `{args.command}`; {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{_cpu_count()} CPU cores shared with other developers' jobs while measuring. Preset "
@@ -91,6 +92,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/decoding.md")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--label", help="a name for this run's own section, e.g. the "
+                        "keras-attn version measured (PYTHONPATH picks it)")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/translation_decoding.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
@@ -101,7 +104,7 @@ def main(argv=None):
         overrides = dict(num_encoder_layers=1, num_decoder_layers=1)
     rows = run(args.preset, args.source_length, args.target_length, args.batch, args.repeats,
                overrides)
-    write_section(args.output, SECTION, markdown(rows, args))
+    write_section(args.output, section_name(SECTION, args.label), markdown(rows, args))
     if args.json:
         with open(args.json, "w") as file:
             json.dump({"rows": rows}, file, indent=1)
