@@ -5,7 +5,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.generation.decoding import (
+    call_next_fn,
+    check_prefill_logits,
+    check_prompts,
+    column,
+    write_column,
+)
 from keras_attn.generation.logits_processors import (
     check_repetition_controls,
     repetition_processor,
@@ -48,6 +54,7 @@ def beam_search(
     return_all_beams=False,
     no_repeat_ngram_size=0,
     repetition_penalty=1.0,
+    prefill_logits=None,
 ):
     """Finds high-scoring continuations of right-padded prompts.
 
@@ -96,6 +103,16 @@ def beam_search(
             with that beam's own history, before the log-softmax, so beam
             scores are log-probabilities of the controlled distribution and
             `num_beams=1` stays greedy decoding with the same controls.
+        prefill_logits: `(B, vocab)` float, `next_fn`'s output for the
+            token at `start_index` of each prompt, already computed (e.g. by
+            a parallel prefill); `cache` then holds position `start_index`
+            too. The first step expands the beams from them, saving one
+            model step over `B * num_beams` rows.
+
+    Constant per-prompt state that `next_fn` needs (a translator's
+    cross-attention keys and values) belongs in its closure, repeated
+    `num_beams` times on axis 0 once before the loop, not in `cache`: the
+    cache nest is re-gathered every step, a closure never.
 
     Returns:
         `(token_ids (B, L), scores (B,))`: the best hypothesis per prompt and
@@ -152,8 +169,9 @@ def beam_search(
     def cond(index, alive_ids, alive_scores, finished_ids, finished_scores, done, cache):
         return ops.logical_and(index < length - 1, ops.logical_not(ops.all(done)))
 
-    def body(index, alive_ids, alive_scores, finished_ids, finished_scores, done, cache):
-        logits, cache = call_next_fn(next_fn, alive_ids, cache, index, has_cache)
+    def advance(logits, index, alive_ids, alive_scores, finished_ids, finished_scores, done):
+        """Position `index + 1` of every beam from the logits of `index`;
+        returns the new state and each new beam's parent row."""
         if process_logits is not None:
             logits = process_logits(logits, alive_ids, index)
         position = index + 1
@@ -188,7 +206,6 @@ def beam_search(
         new_alive_ids = write_column(
             ops.take(alive_ids, rows, axis=0), position, ops.reshape(token, (-1,))
         )
-        cache = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), cache)
 
         if eos_id is not None:
             generated_length = position + 1 - prompt_length  # (B,) with eos
@@ -221,13 +238,34 @@ def beam_search(
             hopeless = best_alive / largest_penalty < ops.min(finished_scores, axis=1)
             stuck = ops.logical_not(ops.isfinite(best_alive))
             done = ops.logical_or(done, ops.logical_or(hopeless, stuck))
-        return position, new_alive_ids, new_alive_scores, finished_ids, finished_scores, done, cache
+        state = (new_alive_ids, new_alive_scores, finished_ids, finished_scores, done)
+        return state, rows
 
+    def body(index, alive_ids, alive_scores, finished_ids, finished_scores, done, cache):
+        logits, cache = call_next_fn(next_fn, alive_ids, cache, index, has_cache)
+        state, rows = advance(
+            logits, index, alive_ids, alive_scores, finished_ids, finished_scores, done
+        )
+        # Only the caches follow the beams: what `next_fn` keeps outside its
+        # cache nest (e.g. constant cross-attention keys) is never copied.
+        cache = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), cache)
+        return (index + 1, *state, cache)
+
+    index = start_index
+    state = (alive_ids, alive_scores, finished_ids, finished_scores, done)
+    if prefill_logits is not None:
+        # Every beam of a prompt holds the same prefilled cache, so the
+        # first step reorders nothing.
+        logits = repeat(check_prefill_logits(prefill_logits))
+        # Prompts filling the whole buffer leave no position to fill: the
+        # clamped step then keeps the last prompt token (a forced one).
+        state, _ = advance(logits, ops.minimum(start_index, length - 2), *state)
+        index = start_index + 1
     index, alive_ids, alive_scores, finished_ids, finished_scores, _, _ = ops.while_loop(
         cond,
         body,
-        (start_index, alive_ids, alive_scores, finished_ids, finished_scores, done, cache),
-        maximum_iterations=length - 1 - start_index,
+        (index, *state, cache),
+        maximum_iterations=ops.maximum(length - 1 - index, 0),
     )
 
     # Alive beams are scored with the penalty of the length they reached.

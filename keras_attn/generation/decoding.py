@@ -107,6 +107,16 @@ def write_column(x, index, values):
     return ops.slice_update(x, start, values)
 
 
+def check_prefill_logits(logits):
+    """Logits given for a loop's first step: `(B, vocab)` (or `(B, 1,
+    vocab)`, the last position taken) as float32."""
+    logits = ops.convert_to_tensor(logits)
+    if len(logits.shape) == 3:
+        logits = logits[:, -1]
+    check_rank("prefill_logits", logits.shape, 2, "(batch, vocab)")
+    return ops.cast(logits, "float32")
+
+
 def call_next_fn(next_fn, token_ids, cache, index, has_cache):
     """Feeds the tokens at `index` (`token_ids` `(B, L)`), returns `(float32
     logits (B, vocab), cache)`.

@@ -7,7 +7,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.generation.decoding import call_next_fn, check_prompts, column, write_column
+from keras_attn.generation.decoding import (
+    call_next_fn,
+    check_prefill_logits,
+    check_prompts,
+    column,
+    write_column,
+)
 from keras_attn.generation.logits_processors import (
     check_repetition_controls,
     repetition_processor,
@@ -53,6 +59,8 @@ def sample(
     start_index=0,
     no_repeat_ngram_size=0,
     repetition_penalty=1.0,
+    max_new_tokens=None,
+    prefill_logits=None,
 ):
     """Extends right-padded prompts by greedy decoding or sampling.
 
@@ -108,6 +116,17 @@ def sample(
             otherwise; 1.0 = off, > 1 discourages repeats. Both controls act
             on the logits before temperature, `top_k` and `top_p` (see
             `keras_attn.generation.logits_processors`).
+        max_new_tokens: the most tokens generated per row, counted from
+            each row's prompt length: an int >= 0, a scalar or `(B,)` int
+            tensor; `None` fills the buffer. A row past its budget is done
+            (its later positions are `pad_id`) and the loop ends as soon as
+            every row is done, so a short budget in a long buffer costs only
+            its own steps.
+        prefill_logits: `(B, vocab)` float, what `next_fn` would return for
+            the token at `start_index`, already computed (e.g. at the last
+            prompt position of a parallel prefill); `cache` then already
+            holds position `start_index` too. The loop starts by choosing
+            position `start_index + 1` from them, saving one model step.
 
     Returns:
         `(token_ids, generated_mask)`, both `(B, L)`: the prompts with the
@@ -156,17 +175,15 @@ def sample(
 
     token_ids = ops.where(prompt_mask, token_ids, pad_id)
     generated = ops.zeros_like(prompt_mask)
-    # A row whose prompt fills the buffer has nothing to generate.
-    done = ops.all(prompt_mask, axis=1)
+    # Each row's end: the first position it may not generate.
+    ends = end_positions(prompt_mask, max_new_tokens)
+    # A row whose prompt fills the buffer or its budget has nothing to generate.
+    done = ops.sum(ops.cast(prompt_mask, "int32"), axis=1) >= ends
 
-    def cond(index, token_ids, generated, done, cache):
-        return ops.logical_and(index < length - 1, ops.logical_not(ops.all(done)))
-
-    def body(index, token_ids, generated, done, cache):
-        logits, cache = call_next_fn(next_fn, token_ids, cache, index, has_cache)
+    def fill(logits, position, token_ids, generated, done):
+        """Position `position` of every row, from the logits predicting it."""
         if process_logits is not None:
-            logits = process_logits(logits, token_ids, index)
-        position = index + 1
+            logits = process_logits(logits, token_ids, position - 1)
         new = choose(logits, ops.stack([seed, position]))
         is_prompt = column(prompt_mask, position)
         fresh = ops.logical_and(ops.logical_not(is_prompt), ops.logical_not(done))
@@ -176,15 +193,58 @@ def sample(
         if stop_token_ids is not None:
             stopped = ops.any(ops.equal(new[:, None], stop_token_ids[None, :]), axis=1)
             done = ops.logical_or(done, ops.logical_and(fresh, stopped))
+        # The row's last position is filled: nothing more to generate.
+        done = ops.logical_or(done, position + 1 >= ends)
+        return token_ids, generated, done
+
+    def cond(index, token_ids, generated, done, cache):
+        return ops.logical_and(index < length - 1, ops.logical_not(ops.all(done)))
+
+    def body(index, token_ids, generated, done, cache):
+        logits, cache = call_next_fn(next_fn, token_ids, cache, index, has_cache)
+        token_ids, generated, done = fill(logits, index + 1, token_ids, generated, done)
         return index + 1, token_ids, generated, done, cache
 
+    index = start_index
+    if prefill_logits is not None:
+        logits = check_prefill_logits(prefill_logits)
+        # Prompts filling the whole buffer leave no position to fill: the
+        # clamped write then rewrites the last prompt token with itself.
+        position = ops.minimum(start_index + 1, length - 1)
+        token_ids, generated, done = fill(logits, position, token_ids, generated, done)
+        index = start_index + 1
     _, token_ids, generated, _, _ = ops.while_loop(
         cond,
         body,
-        (start_index, token_ids, generated, done, () if cache is None else cache),
-        maximum_iterations=length - 1 - start_index,
+        (index, token_ids, generated, done, () if cache is None else cache),
+        maximum_iterations=ops.maximum(length - 1 - index, 0),
     )
     return token_ids, generated
+
+
+def end_positions(prompt_mask, max_new_tokens):
+    """`(B,)` int32: each row's prompt length plus `max_new_tokens` (an int
+    >= 0, a scalar or `(B,)` int tensor), at most the buffer length; the
+    buffer length for `None`."""
+    length = ops.shape(prompt_mask)[1]
+    prompt_length = ops.sum(ops.cast(prompt_mask, "int32"), axis=1)
+    if max_new_tokens is None:
+        return ops.full_like(prompt_length, length)
+    if is_python_number(max_new_tokens):
+        max_new_tokens = check_non_negative_int("max_new_tokens", max_new_tokens)
+    else:
+        max_new_tokens = ops.convert_to_tensor(max_new_tokens)
+        if len(max_new_tokens.shape) > 1 or "int" not in keras.backend.standardize_dtype(
+            max_new_tokens.dtype
+        ):
+            raise ValueError(
+                "`max_new_tokens` must be an integer, or a scalar or (batch,) int tensor. "
+                f"Received: max_new_tokens with shape {tuple(max_new_tokens.shape)} and dtype "
+                f"{keras.backend.standardize_dtype(max_new_tokens.dtype)}"
+            )
+        # A traced negative budget acts as 0.
+        max_new_tokens = ops.maximum(ops.cast(max_new_tokens, "int32"), 0)
+    return ops.minimum(prompt_length + max_new_tokens, length)
 
 
 def check_sampling_options(temperature, top_k, top_p):

@@ -31,7 +31,6 @@ from keras_attn.models.task import (
     TextInputs,
     check_bucketing,
     check_tokenizer_fits,
-    compiled,
     deserialize_part,
     length_bucketed,
     pad_ragged_ids,
@@ -52,6 +51,8 @@ from keras_attn.utils.arguments import (
     check_non_negative_int,
     check_positive_int,
     check_same_length,
+    concrete_value,
+    is_python_number,
 )
 from keras_attn.utils.keras_compat import without_keras_mask
 from keras_attn.utils.untracked import Untracked
@@ -123,6 +124,8 @@ class Generator(Task):
         self.tokenizer = tokenizer
         # The compiled decoder: not saved.
         self._untracked = Untracked()
+        # (batch size, buffer length) of the decoding loops compiled so far.
+        self._untracked.buffers = set()
         # Derived from the tokenizer and the backbone: not tracked or saved.
         object.__setattr__(
             self, "preprocessor", GeneratorPreprocessor(tokenizer, backbone.sequence_length)
@@ -348,9 +351,9 @@ class Generator(Task):
         if prompt_ids.nrows() == 0:
             return []
         room = length - max_new_tokens
-        longest = min(int(np.max(prompt_ids.row_lengths())), room)
-        buffer_length = min(
-            length, _LENGTH_BUCKET * math.ceil((longest + max_new_tokens) / _LENGTH_BUCKET)
+        row_lengths = np.minimum(prompt_ids.row_lengths().numpy(), room)
+        buffer_length = self._buffer_length(
+            len(row_lengths), int(np.max(row_lengths)) + max_new_tokens
         )
         token_ids, prompt_mask, prompt_lengths, truncated = self.preprocessor.pack_prompts(
             prompt_ids, buffer_length, room
@@ -372,6 +375,8 @@ class Generator(Task):
             stop_token_ids=stops,
             no_repeat_ngram_size=no_repeat_ngram_size,
             repetition_penalty=repetition_penalty,
+            max_new_tokens=max_new_tokens,
+            prefill_length=_bucket(int(np.min(row_lengths)), buffer_length),
         )
         new_ids = self.preprocessor.continuation_ids(
             output, prompt_lengths, prompt_lengths + max_new_tokens, stops
@@ -396,8 +401,17 @@ class Generator(Task):
         stop_token_ids=(),
         no_repeat_ngram_size=0,
         repetition_penalty=1.0,
+        max_new_tokens=None,
+        prefill_length=None,
     ):
         """The compiled decoding loop on right-padded id buffers.
+
+        The prompts' first positions are written into the caches by one
+        parallel pass (the prefill), which projects onto the vocabulary only
+        the position the loop needs; the loop then generates one token per
+        step and ends once every row has reached its budget or a stop token.
+        XLA-compiled unless the model was compiled with `jit_compile=False`
+        (as keras-hub's `generate` follows `compile()`).
 
         Args:
             token_ids: int `(batch, length)`, prompts right-padded with 0.
@@ -406,10 +420,19 @@ class Generator(Task):
                 repetition_penalty: as in `generate`; they are tensors inside
                 the compiled loop, so changing them does not recompile.
             stop_token_ids: a tuple of ids (static).
+            max_new_tokens: the most tokens generated per row (an int or
+                int tensor, scalar or `(batch,)`; a tensor input of the
+                compiled loop, changing it does not recompile); `None` fills
+                the buffer.
+            prefill_length: static int in `[1, length]`, the positions the
+                prefill runs over; the loop starts at the end of the shortest
+                prompt or of the prefill, whichever comes first. Default: the
+                shortest prompt length rounded up to a multiple of 16 (known
+                values) or `length`. One compiled loop per value.
 
         Returns:
             int `(batch, length)`: prompts followed by generated tokens, then
-            0 after a stop token.
+            0 after a stop token and past each row's budget.
 
         Raises:
             ValueError: for buffers of another rank or shape than
@@ -432,13 +455,18 @@ class Generator(Task):
         no_repeat_ngram_size, repetition_penalty = check_repetition_controls(
             no_repeat_ngram_size, repetition_penalty
         )
+        buffer_length = token_ids.shape[1]
+        if max_new_tokens is None:
+            # The buffer's length is budget enough for every row.
+            max_new_tokens = buffer_length
+        elif is_python_number(max_new_tokens):
+            max_new_tokens = check_non_negative_int("max_new_tokens", max_new_tokens)
+        prefill_length = self._prefill_length(prompt_mask, prefill_length)
         if seed is None:
             # Python's global generator follows keras.utils.set_random_seed.
             seed = random.randint(0, 2**31 - 1)
-        functions = self._untracked.functions
-        if "decode" not in functions:
-            functions["decode"] = compiled(self._decode)
-        return functions["decode"](
+        decode = self._decode_function()
+        output = decode(
             token_ids,
             prompt_mask,
             ops.convert_to_tensor(temperature, "float32"),
@@ -448,7 +476,49 @@ class Generator(Task):
             tuple(stop_token_ids),
             ops.convert_to_tensor(no_repeat_ngram_size, "int32"),
             ops.convert_to_tensor(repetition_penalty, "float32"),
+            ops.convert_to_tensor(max_new_tokens, "int32"),
+            prefill_length,
         )
+        self._untracked.buffers.add((int(ops.shape(token_ids)[0]), buffer_length))
+        return output
+
+    def _decode_function(self):
+        """The compiled `_decode`: XLA unless `compile(jit_compile=False)`."""
+        jit_compile = bool(self.jit_compile) if self.compiled else True
+        functions = self._untracked.functions
+        key = "decode" if jit_compile else "decode_without_xla"
+        if key not in functions:
+            functions[key] = tf.function(self._decode, jit_compile=jit_compile, autograph=False)
+        return functions[key]
+
+    def _buffer_length(self, batch_size, needed):
+        """The decoding buffer for `needed` positions: `needed` rounded up
+        to a multiple of `_LENGTH_BUCKET`, or a longer buffer already
+        compiled for this batch size if at most twice that (the loop stops
+        at the budget, so a longer buffer costs little and a new one a
+        compilation)."""
+        length = self.backbone.sequence_length
+        fresh = _bucket(needed, length)
+        compiled_lengths = sorted(
+            buffer for batch, buffer in self._untracked.buffers
+            if batch == batch_size and fresh <= buffer <= 2 * fresh
+        )
+        return compiled_lengths[0] if compiled_lengths else fresh
+
+    def _prefill_length(self, prompt_mask, prefill_length):
+        buffer_length = prompt_mask.shape[1]
+        if prefill_length is None:
+            mask = concrete_value(prompt_mask)
+            if mask is None or buffer_length is None:
+                return buffer_length
+            return _bucket(int(np.min(np.sum(mask, axis=1))), buffer_length)
+        prefill_length = check_positive_int("prefill_length", prefill_length)
+        if buffer_length is not None and prefill_length > buffer_length:
+            raise ValueError(
+                f"`prefill_length` must be at most the buffer length ({buffer_length}). "
+                f"Received: prefill_length={prefill_length}"
+            )
+        return prefill_length
 
     def _decode(
         self,
@@ -461,26 +531,31 @@ class Generator(Task):
         stop_token_ids,
         no_repeat_ngram_size=0,
         repetition_penalty=1.0,
-        logits_processor=None,
+        max_new_tokens=None,
+        prefill_length=None,
     ):
-        """The decoding graph; `logits_processor(logits (B, vocab), index)`,
-        if given, edits each step's logits (the exported model uses it to end
-        rows at a token budget, see `keras_attn.export`)."""
+        """The decoding graph: a prefill over the first `prefill_length`
+        positions (default: the whole buffer) that projects onto the
+        vocabulary only the last position of the shortest prompt, then the
+        loop of `keras_attn.generation.sample` from there, each row ending
+        at its `max_new_tokens` budget or a stop token."""
         batch_size, length = ops.shape(token_ids)[0], token_ids.shape[1]
-        # One parallel pass writes the whole buffer into the caches; slots past
-        # a row's prompt hold padding until the loop overwrites them, and the
-        # causal mask keeps every step from reading slots not yet rewritten.
-        _, caches = self.backbone.call_with_cache(
-            token_ids, self.backbone.empty_caches(batch_size, length), 0
+        prefill_length = prefill_length or length
+        # One parallel pass writes the prefill positions into the caches;
+        # slots past a row's prompt hold padding until the loop overwrites
+        # them, and the causal mask keeps every step from reading slots not
+        # yet rewritten.
+        hidden, caches = self.backbone.call_with_cache(
+            token_ids[:, :prefill_length], self.backbone.empty_caches(batch_size, length), 0
         )
-        start_index = ops.min(ops.sum(ops.cast(prompt_mask, "int32"), axis=1)) - 1
+        prompt_lengths = ops.sum(ops.cast(prompt_mask, "int32"), axis=1)
+        start_index = ops.minimum(ops.min(prompt_lengths), prefill_length) - 1
+        # Only the logits of the position the loop starts from are needed.
+        first_logits = self.vocabulary_logits(ops.take(hidden, start_index, axis=1)[:, None])
 
         def next_fn(ids, caches, index):
             hidden, caches = self.backbone.call_with_cache(ids, caches, index)
-            logits = self.vocabulary_logits(hidden[:, -1:])[:, 0]
-            if logits_processor is not None:
-                logits = logits_processor(logits, index)
-            return logits, caches
+            return self.vocabulary_logits(hidden[:, -1:])[:, 0], caches
 
         output, _ = sample(
             next_fn,
@@ -496,6 +571,8 @@ class Generator(Task):
             start_index=start_index,
             no_repeat_ngram_size=no_repeat_ngram_size,
             repetition_penalty=repetition_penalty,
+            max_new_tokens=max_new_tokens,
+            prefill_logits=first_logits[:, 0],
         )
         return output
 
@@ -565,8 +642,8 @@ class Generator(Task):
         prompt becomes `[BOS] tokens`, keeping its last `sequence_length -
         max_new_tokens` tokens, in a buffer of the model's static
         `sequence_length`; decoding stops a row at `[EOS]` or after
-        `max_new_tokens` tokens (a row past its budget is handed `[EOS]`, so
-        the loop ends as soon as every row is done), and only each row's
+        `max_new_tokens` tokens (the loop ends as soon as every row is
+        done), and only each row's
         window `[prompt_length, prompt_length + max_new_tokens)` is
         returned. `max_new_tokens` inputs are clamped to `[0,
         sequence_length - 1]`; other out-of-range options act as their
@@ -577,7 +654,6 @@ class Generator(Task):
         equal `generate`'s with the same options.
         """
         length = self.backbone.sequence_length
-        vocabulary_size = self.backbone.vocabulary_size
         if max_new_tokens is None:
             # Leave at least half the buffer to the prompt.
             max_new_tokens = max(1, min(DEFAULT_MAX_NEW_TOKENS, length // 2))
@@ -591,18 +667,12 @@ class Generator(Task):
         preprocessor = self.preprocessor
 
         def decode(
-            token_ids, prompt_mask, ends, temperature, top_k, top_p, seed, no_repeat, penalty
+            token_ids, prompt_mask, budget, temperature, top_k, top_p, seed, no_repeat, penalty
         ):
-            only_eos = tf.where(tf.range(vocabulary_size) == eos, 0.0, -np.inf)[None, :]
-
-            def end_at_budget(logits, index):
-                # Position `index + 1` is past the row's budget: only [EOS] remains.
-                return tf.where((index + 1 >= ends)[:, None], only_eos, logits)
-
             return self._decode(
                 token_ids, prompt_mask, temperature, top_k, top_p, seed, (eos,),
                 no_repeat_ngram_size=no_repeat, repetition_penalty=penalty,
-                logits_processor=end_at_budget,
+                max_new_tokens=budget,
             )
 
         decode = serving.compiled_core(decode, jit_compile)
@@ -612,12 +682,12 @@ class Generator(Task):
             token_ids, prompt_mask, prompt_lengths, _ = preprocessor.pack_prompts(
                 preprocessor.prompt_ids(texts), length, length - budget
             )
-            ends = prompt_lengths + budget
             output = decode(
-                token_ids, prompt_mask, ends, temperature, top_k, top_p, seed, no_repeat, penalty
+                token_ids, prompt_mask, budget, temperature, top_k, top_p, seed, no_repeat,
+                penalty,
             )
             return preprocessor.detokenize(
-                preprocessor.continuation_ids(output, prompt_lengths, ends)
+                preprocessor.continuation_ids(output, prompt_lengths, prompt_lengths + budget)
             )
 
         def serve(inputs):
@@ -657,6 +727,11 @@ class Generator(Task):
                 )
             return (self.tokenizer.eos_id,)
         return tuple(check_non_negative_int("stop_token_ids", int(i)) for i in stop_token_ids)
+
+
+def _bucket(positions, limit):
+    """`positions` rounded up to a multiple of `_LENGTH_BUCKET`, at most `limit`."""
+    return min(limit, _LENGTH_BUCKET * max(1, math.ceil(positions / _LENGTH_BUCKET)))
 
 
 def _continuation_pairs(texts, options):

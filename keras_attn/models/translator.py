@@ -86,7 +86,8 @@ class Translator(Task):
     with `translate(texts)`: greedy decoding or beam search with a length
     penalty. Both run as one compiled loop over the decoder's self-attention
     caches and cross-attention caches computed once from the encoder output,
-    so each new token costs one decoder step.
+    so each new token costs one decoder step; beam search reorders only the
+    self-attention caches, never the constant cross-attention ones.
 
     Args:
         backbone: a `Seq2SeqBackbone`.
@@ -648,29 +649,37 @@ class Translator(Task):
     ):
         batch_size = ops.shape(source_ids)[0]
         encoder_outputs, source_mask = self.backbone.encode(source_ids)
-        cache = (
-            self.backbone.empty_caches(batch_size, length),
-            self.backbone.cross_attention_caches(encoder_outputs),
-            source_mask,
-        )
-
-        def next_fn(ids, cache, index):
-            self_caches, cross_caches, mask = cache
-            hidden, self_caches = self.backbone.decode_with_cache(
-                ids, self_caches, cross_caches, mask, index
-            )
-            return self.vocabulary_logits(hidden[:, -1:])[:, 0], (self_caches, cross_caches, mask)
-
-        # The buffer starts with the start ids, a prompt the loops feed
-        # token by token before they generate.
+        cross_caches = self.backbone.cross_attention_caches(encoder_outputs)
+        # The start ids, a prompt shared by every row, go through the decoder
+        # in one parallel step (the prefill); only the last one's logits are
+        # projected onto the vocabulary.
         starts = len(self.target_start_ids)
-        start_ids = ops.convert_to_tensor([self.target_start_ids], "int32")
+        start_ids = ops.broadcast_to(
+            ops.convert_to_tensor([self.target_start_ids], "int32"), (batch_size, starts)
+        )
+        hidden, self_caches = self.backbone.decode_with_cache(
+            start_ids, self.backbone.empty_caches(batch_size, length), cross_caches,
+            source_mask, 0,
+        )
+        first_logits = self.vocabulary_logits(hidden[:, -1:])[:, 0]
+        if search == "beam":
+            # Beam search reorders its cache nest every step; the constant
+            # cross-attention keys and values stay outside it, repeated for
+            # the beams once (beam `j` of source `b` is row `b * beams + j`).
+            def for_beams(x):
+                return ops.repeat(x, beam_width, axis=0)
+
+            cross_caches = keras.tree.map_structure(for_beams, cross_caches)
+            source_mask = for_beams(source_mask)
+
+        def next_fn(ids, self_caches, index):
+            hidden, self_caches = self.backbone.decode_with_cache(
+                ids, self_caches, cross_caches, source_mask, index
+            )
+            return self.vocabulary_logits(hidden[:, -1:])[:, 0], self_caches
+
         token_ids = ops.concatenate(
-            [
-                ops.broadcast_to(start_ids, (batch_size, starts)),
-                ops.zeros((batch_size, length - starts), "int32"),
-            ],
-            axis=1,
+            [start_ids, ops.zeros((batch_size, length - starts), "int32")], axis=1
         )
         prompt_mask = ops.arange(length)[None, :] < starts
         prompt_mask = ops.broadcast_to(prompt_mask, (batch_size, length))
@@ -680,23 +689,27 @@ class Translator(Task):
                 next_fn,
                 token_ids,
                 prompt_mask,
-                cache,
+                self_caches,
                 stop_token_ids=(eos,),
                 pad_id=pad,
+                start_index=starts - 1,
                 no_repeat_ngram_size=no_repeat_ngram_size,
                 repetition_penalty=repetition_penalty,
+                prefill_logits=first_logits,
             )
         else:
             output, _ = beam_search(
                 next_fn,
                 token_ids,
                 prompt_mask,
-                cache,
+                self_caches,
                 num_beams=beam_width,
                 length_penalty=length_penalty,
                 eos_id=eos,
                 pad_id=pad,
+                start_index=starts - 1,
                 no_repeat_ngram_size=no_repeat_ngram_size,
                 repetition_penalty=repetition_penalty,
+                prefill_logits=first_logits,
             )
         return output

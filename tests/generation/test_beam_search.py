@@ -286,3 +286,22 @@ def test_xla_compiled_search_over_attention_caches():
     eager = beam_search(next_fn, token_ids, mask, empty_caches(2), 3, eos_id=5)
     for got, want in zip(compiled(), eager):
         np.testing.assert_allclose(_numpy(got), _numpy(want), rtol=1e-5)
+
+
+def test_prefill_logits_replace_the_first_step():
+    next_fn, empty_caches, _ = tiny_decoder_lm(vocab=12, length=10)
+    token_ids, mask = pad_prompts([[3, 7], [5, 1, 9, 2, 4]], 10)
+    expected = beam_search(next_fn, token_ids, mask, empty_caches(2), 3, eos_id=5,
+                           length_penalty=0.6, return_all_beams=True)
+    logits, caches = next_fn(token_ids[:, :2], empty_caches(2), 0)
+    calls = []
+
+    def counted(ids, cache, index):
+        calls.append(int(index))
+        return next_fn(ids, cache, index)
+
+    got = beam_search(counted, token_ids, mask, caches, 3, eos_id=5, length_penalty=0.6,
+                      start_index=1, prefill_logits=logits, return_all_beams=True)
+    np.testing.assert_array_equal(_numpy(got[0]), _numpy(expected[0]))
+    np.testing.assert_allclose(_numpy(got[1]), _numpy(expected[1]), rtol=1e-5)
+    assert calls[0] == 2  # position 1 was never fed again

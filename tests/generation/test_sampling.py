@@ -308,3 +308,58 @@ def test_xla_compiled_loop_over_attention_caches():
     )
     eager, _ = sample(next_fn, token_ids, mask, empty_caches(2))
     np.testing.assert_array_equal(_numpy(compiled(tf.constant(0.0))), _numpy(eager))
+
+
+def _counting(next_fn):
+    calls = []
+
+    def counted(token_ids, cache, index):
+        calls.append(int(index))  # eager loop: one Python call per step
+        return next_fn(token_ids, cache, index)
+
+    return counted, calls
+
+
+def test_prefill_logits_replace_the_first_step():
+    next_fn, empty_caches, logits_fn = tiny_decoder_lm(vocab=12, length=10)
+    prompts = [[3, 7, 2], [5, 1, 9, 2, 4]]
+    token_ids, mask = pad_prompts(prompts, 10)
+    expected, expected_generated = sample(next_fn, token_ids, mask, empty_caches(2))
+    # A parallel prefill of positions 0..2 (the shortest prompt) gives the
+    # cache and the logits at position 2; the loop then starts by choosing 3.
+    logits, caches = next_fn(token_ids[:, :3], empty_caches(2), 0)
+    counted, calls = _counting(next_fn)
+    out, generated = sample(counted, token_ids, mask, caches, start_index=2,
+                            prefill_logits=logits)
+    np.testing.assert_array_equal(_numpy(out), _numpy(expected))
+    np.testing.assert_array_equal(_numpy(generated), _numpy(expected_generated))
+    # Positions 3..9 are filled; the last one is never fed back.
+    assert calls == list(range(3, 9))
+    for row, prompt in enumerate(prompts):
+        np.testing.assert_array_equal(_numpy(out)[row], greedy_reference(logits_fn, prompt, 10))
+
+
+def test_token_budgets_end_each_row_and_the_loop():
+    next_fn, empty_caches, _ = tiny_decoder_lm(vocab=12, length=12)
+    prompts = [[3, 7], [5, 1, 9, 2], [8]]
+    token_ids, mask = pad_prompts(prompts, 12)
+    full, _ = sample(next_fn, token_ids, mask, empty_caches(3))
+    budgets = np.array([3, 1, 0], "int32")
+    counted, calls = _counting(next_fn)
+    out, generated = sample(counted, token_ids, mask, empty_caches(3),
+                            max_new_tokens=tf.constant(budgets))
+    ends = mask.sum(axis=1) + budgets
+    within = np.arange(12)[None, :] < ends[:, None]
+    # Each row is the full-buffer output up to its budget, then padding.
+    np.testing.assert_array_equal(_numpy(out), np.where(within, _numpy(full), 0))
+    np.testing.assert_array_equal(_numpy(generated), within & ~mask)
+    # The loop feeds positions 0 .. 3 (row 0 fills position 4) and stops.
+    assert calls == [0, 1, 2, 3]
+    # A Python budget and a scalar tensor act alike.
+    one, _ = sample(next_fn, token_ids, mask, empty_caches(3), max_new_tokens=2)
+    two, _ = sample(next_fn, token_ids, mask, empty_caches(3), max_new_tokens=tf.constant(2))
+    np.testing.assert_array_equal(_numpy(one), _numpy(two))
+    with pytest.raises(ValueError, match="`max_new_tokens` must be a non-negative integer"):
+        sample(next_fn, token_ids, mask, empty_caches(3), max_new_tokens=-1)
+    with pytest.raises(ValueError, match="`max_new_tokens` must be an integer, or a scalar"):
+        sample(next_fn, token_ids, mask, empty_caches(3), max_new_tokens=np.ones((3, 1), "int32"))

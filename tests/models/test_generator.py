@@ -433,3 +433,40 @@ def test_an_intact_preset_and_one_with_another_dropout_load(
     edited = Generator.from_preset(str(path))
     assert edited.backbone.dropout == 0.2
     np.testing.assert_allclose(logits_of(edited, ids), expected)
+
+
+def test_new_options_and_a_shorter_budget_reuse_the_compiled_loop():
+    keras.utils.set_random_seed(1)
+    generator = Generator.from_preset("tiny", sequence_length=64, num_layers=1)
+    prompts = ["abc", "hello w"]
+    greedy = dict(stop_token_ids=None, return_ids=True)
+    long = generator.generate(prompts, max_new_tokens=30, **greedy)
+    decode = generator._untracked.functions["decode"]
+    traces = decode.experimental_get_tracing_count()
+    # 8 + 10 positions fit the 48-position buffer compiled above: reused,
+    # and the loop ends at the budget with the same tokens.
+    short = generator.generate(prompts, max_new_tokens=10, **greedy)
+    assert short == [ids[:10] for ids in long]
+    sampled = [
+        generator.generate(prompts, max_new_tokens=n, temperature=t, top_k=k, top_p=p, seed=s,
+                           no_repeat_ngram_size=size, repetition_penalty=penalty, **greedy)
+        for n, t, k, p, s, size, penalty in [(20, 0.9, 5, 0.8, 3, 2, 1.3),
+                                             (25, 1.5, 0, 1.0, 4, 0, 1.0)]
+    ]
+    assert [len(ids) for ids in sampled[0] + sampled[1]] == [20, 20, 25, 25]
+    assert decode.experimental_get_tracing_count() == traces
+
+
+def test_every_prefill_length_gives_the_same_tokens():
+    keras.utils.set_random_seed(2)
+    generator = Generator.from_preset("tiny", sequence_length=32, num_layers=1)
+    ids = np.zeros((2, 32), "int32")
+    ids[0, :5], ids[1, :2] = [1, 70, 71, 72, 73], [1, 80]
+    outputs = [
+        ops.convert_to_numpy(generator.generate_ids(ids, ids != 0, prefill_length=n))
+        for n in (1, 2, 16, 32)
+    ]
+    for output in outputs[1:]:
+        np.testing.assert_array_equal(output, outputs[0])
+    with pytest.raises(ValueError, match="`prefill_length` must be at most the buffer length"):
+        generator.generate_ids(ids, ids != 0, prefill_length=33)

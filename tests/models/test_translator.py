@@ -259,3 +259,40 @@ def test_target_start_ids_lead_every_decoded_buffer_and_round_trip():
     with pytest.raises(ValueError, match="target_start_ids"):
         Translator.from_preset("tiny", source_length=16, target_length=8, num_encoder_layers=1,
                                num_decoder_layers=1, target_start_ids=(3, 9999))
+
+
+def test_decoding_equals_the_loops_with_every_cache_in_the_nest():
+    """The reference keeps the cross-attention caches in the cache nest
+    (re-gathered every beam step) and feeds the start ids token by token;
+    the translator keeps them outside and prefills: same outputs."""
+    from keras_attn.generation import beam_search, sample
+
+    keras.utils.set_random_seed(3)
+    translator = Translator.from_preset("tiny", source_length=16, target_length=8,
+                                        num_encoder_layers=1, num_decoder_layers=1)
+    backbone = translator.backbone
+    source_ids, _ = translator.encode_sources(["one two", "three", "x y z"])
+    encoder_outputs, source_mask = backbone.encode(source_ids)
+    cache = (backbone.empty_caches(3, 8), backbone.cross_attention_caches(encoder_outputs),
+             source_mask)
+
+    def next_fn(ids, cache, index):
+        self_caches, cross_caches, mask = cache
+        hidden, self_caches = backbone.decode_with_cache(ids, self_caches, cross_caches, mask,
+                                                         index)
+        return translator.vocabulary_logits(hidden[:, -1:])[:, 0], (self_caches, cross_caches,
+                                                                     mask)
+
+    token_ids = np.zeros((3, 8), "int32")
+    token_ids[:, 0] = translator.target_start_ids[0]
+    mask = np.arange(8)[None, :] < 1
+    mask = np.broadcast_to(mask, (3, 8))
+    eos, pad = translator.target_tokenizer.eos_id, translator.target_tokenizer.pad_id
+    want_beam, _ = beam_search(next_fn, token_ids, mask, cache, 3, length_penalty=0.6,
+                               eos_id=eos, pad_id=pad)
+    got_beam = translator.translate_ids(source_ids, beam_width=3, length_penalty=0.6)
+    np.testing.assert_array_equal(ops.convert_to_numpy(got_beam), ops.convert_to_numpy(want_beam))
+    want_greedy, _ = sample(next_fn, token_ids, mask, cache, stop_token_ids=(eos,), pad_id=pad)
+    got_greedy = translator.translate_ids(source_ids)
+    np.testing.assert_array_equal(ops.convert_to_numpy(got_greedy),
+                                  ops.convert_to_numpy(want_greedy))
