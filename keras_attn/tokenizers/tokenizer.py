@@ -155,8 +155,11 @@ class Tokenizer(keras.layers.Layer):
         """The token string of an id; `ValueError` if out of range."""
         raise NotImplementedError
 
-    # Text <-> ids.
+    # Text <-> ids. Written in graph-ready TensorFlow: a `tf.data` map must not
+    # autograph-convert them (its conversion of the vocabulary accessors
+    # failed depending on what the process had converted before).
 
+    @tf.autograph.experimental.do_not_convert
     def tokenize(self, texts):
         """Token ids of a batch of strings.
 
@@ -173,6 +176,7 @@ class Tokenizer(keras.layers.Layer):
         ids = self._as_graph("tokenize", self._tokenize_batch, texts, _TEXTS_SPEC)
         return ids[0] if unbatched else ids
 
+    @tf.autograph.experimental.do_not_convert
     def detokenize(self, ids):
         """Text of token ids.
 
@@ -193,6 +197,7 @@ class Tokenizer(keras.layers.Layer):
         texts = self._as_graph("detokenize", self._detokenize_cleaned, ids, _IDS_SPEC)
         return texts[0] if unbatched else texts
 
+    @tf.autograph.experimental.do_not_convert
     def call(self, texts):
         return self.tokenize(texts)
 
