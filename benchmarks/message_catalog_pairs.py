@@ -56,7 +56,9 @@ def catalog_messages(language="de", locale_dir="/usr/share/locale"):
         for source, target in sorted(catalog.items(), key=lambda pair: str(pair[0])):
             if isinstance(source, tuple) or not source or not target:
                 continue  # plural forms and the catalog header
-            source, target = _one_line(source), _one_line(target)
+            # A message with a context is stored as "context\x04message".
+            source = _one_line(source.rpartition("\x04")[2])
+            target = _one_line(target)
             if source and target and source != target:
                 messages.append((name, source, target))
     return messages
