@@ -819,3 +819,27 @@ def test_a_preset_name_that_cannot_download_is_one_cli_error_line(tmp_path, monk
         "'bert_base_en_uncased': "
     )
     assert "needs the internet" in error[0]
+
+
+def test_a_translators_evaluation_decodes_with_the_repetition_controls():
+    from keras_attn.data import load_builtin
+    from keras_attn.models import Translator
+    from keras_attn.recipes.evaluation import check_evaluation_options
+
+    keras.utils.set_random_seed(3)
+    model = Translator.from_preset("tiny", source_length=16, target_length=12,
+                                   num_encoder_layers=1, num_decoder_layers=1)
+    data = load_builtin("number_words", num_examples=8)
+    options = check_evaluation_options(
+        {"no_repeat_ngram_size": 1, "repetition_penalty": 1.5, "samples": 8, "bleu": False},
+        "translator")
+    _, samples = model.evaluate_data(data, options)
+    expected = model.translate(list(data.sources), no_repeat_ngram_size=1, repetition_penalty=1.5)
+    assert [sample.split(" -> ")[1].split(" (reference")[0] for sample in samples] == [
+        repr(text) for text in expected]
+    # This untrained model's greedy outputs repeat bytes ("EEEEEEEEEEE"), which
+    # no_repeat_ngram_size=1 forbids: the options changed the decoding.
+    assert model.translate(list(data.sources)) != expected
+    with pytest.raises(ValueError, match=r"evaluation\.no_repeat_ngram_size: applies to "
+                                         r"translator recipes only"):
+        check_evaluation_options({"no_repeat_ngram_size": 2}, "generator")
