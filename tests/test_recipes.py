@@ -75,8 +75,57 @@ def test_zoo_has_a_tiny_and_a_paper_sized_recipe_per_task():
         if not name.endswith(".yaml"):
             continue
         task = load_recipe(os.path.join(ZOO, name))["task"]
-        if not name[len(task) + 1 :].startswith("tiny"):
+        if name.endswith("_small_files.yaml"):  # the user's own data, a CPU budget
+            assert "requires" not in load_recipe(os.path.join(ZOO, name))
+        elif not name[len(task) + 1 :].startswith("tiny"):
             assert load_recipe(os.path.join(ZOO, name))["requires"] == ["download", "accelerator"]
+
+
+# A few lines of real-looking text for each `*_small_files` recipe: punctuation,
+# placeholders, quotes and umlauts, as in the message catalogs they were tuned on.
+_SMALL_FILES_ROWS = {
+    "translator": lambda i: f"File »{i}« not found (Ctrl+S).\tDatei »{i}« nicht gefunden (Strg+S).",
+    "classifier": lambda i: (f"git\tcannot read '%s': commit {i}" if i % 2
+                             else f"tar\tÜbertrage Archiv {i}: fertig."),
+    "generator": lambda i: f"Datei »%s« Nummer {i} konnte nicht geöffnet werden.",
+}
+# What shrinks a recipe's model to a few seconds of training; everything else
+# (tokenizer type, held-out splits, schedule, budget, decoding) is the recipe's.
+_SMALL_FILES_SHRINK = {
+    "translator": {"model.num_encoder_layers": 1, "model.num_decoder_layers": 1},
+    "classifier": {"model.num_layers": 1},
+    "generator": {"model.num_layers": 1},
+}
+
+
+@pytest.mark.parametrize("task", ["translator", "classifier", "generator"])
+def test_a_small_files_recipe_trains_on_your_file_within_its_budget(tmp_path, task):
+    from keras_attn.models import Task
+
+    recipe = load_recipe(os.path.join(ZOO, f"{task}_small_files.yaml"))
+    assert recipe["training"]["time_budget"] == 900
+    assert recipe["tokenizer"]["type"] == "sentencepiece"
+    assert recipe["data"]["train"]["source"] == "files"
+    assert all("from_train" in recipe["data"][role] for role in ("validation", "test"))
+    data = tmp_path / "data.tsv"
+    data.write_text("".join(_SMALL_FILES_ROWS[task](i) + "\n" for i in range(60)),
+                    encoding="utf-8")
+    small = apply_overrides(recipe, {
+        "data.train.path": str(data), "tokenizer.vocabulary_size": 300,
+        "model.hidden_dim": 16, "model.intermediate_dim": 32, "model.num_heads": 2,
+        "training.epochs": 1, "training.batch_size": 16, "training.tensorboard": False,
+        "training.jit_compile": False, "training.schedule.warmup_steps": 2,
+        **_SMALL_FILES_SHRINK[task],
+    })
+    record = train_recipe(small, tmp_path / "run", log=_quiet, verbose=0)
+    assert record["training"]["stopped_by_budget"] is False
+    assert record["recipe"]["evaluation"] == with_defaults(recipe)["evaluation"]
+    metric = {"translator": "bleu", "classifier": "accuracy", "generator": "perplexity"}[task]
+    assert np.isfinite(record["metrics"][metric])
+    model = Task.for_name(task).from_preset(str(tmp_path / "run" / "preset"))
+    tokenizer = model.source_tokenizer if task == "translator" else model.tokenizer
+    text = "Datei »x.txt« nicht  gefunden (Strg+S)."
+    assert tokenizer.detokenize(tokenizer.tokenize(text)).numpy().decode() == text
 
 
 def test_the_zoo_readme_describes_every_recipe():
@@ -770,3 +819,27 @@ def test_a_preset_name_that_cannot_download_is_one_cli_error_line(tmp_path, monk
         "'bert_base_en_uncased': "
     )
     assert "needs the internet" in error[0]
+
+
+def test_a_translators_evaluation_decodes_with_the_repetition_controls():
+    from keras_attn.data import load_builtin
+    from keras_attn.models import Translator
+    from keras_attn.recipes.evaluation import check_evaluation_options
+
+    keras.utils.set_random_seed(3)
+    model = Translator.from_preset("tiny", source_length=16, target_length=12,
+                                   num_encoder_layers=1, num_decoder_layers=1)
+    data = load_builtin("number_words", num_examples=8)
+    options = check_evaluation_options(
+        {"no_repeat_ngram_size": 1, "repetition_penalty": 1.5, "samples": 8, "bleu": False},
+        "translator")
+    _, samples = model.evaluate_data(data, options)
+    expected = model.translate(list(data.sources), no_repeat_ngram_size=1, repetition_penalty=1.5)
+    assert [sample.split(" -> ")[1].split(" (reference")[0] for sample in samples] == [
+        repr(text) for text in expected]
+    # This untrained model's greedy outputs repeat bytes ("EEEEEEEEEEE"), which
+    # no_repeat_ngram_size=1 forbids: the options changed the decoding.
+    assert model.translate(list(data.sources)) != expected
+    with pytest.raises(ValueError, match=r"evaluation\.no_repeat_ngram_size: applies to "
+                                         r"translator recipes only"):
+        check_evaluation_options({"no_repeat_ngram_size": 2}, "generator")

@@ -122,7 +122,10 @@ class Translator(Task):
     }
     task_name = "translator"
     data_task = "translation"
-    evaluation_options = ("beam_width", "length_penalty", "bleu", "bleu_tokenize")
+    evaluation_options = (
+        "beam_width", "length_penalty", "no_repeat_ngram_size", "repetition_penalty", "bleu",
+        "bleu_tokenize",
+    )
     attention_kinds = {
         "encoder": AttentionKind(
             "source", "source", "encoder_attention_scores", "encoder_head_mask",
@@ -548,16 +551,24 @@ class Translator(Task):
 
     def evaluate_data(self, data, options=None):
         """`exact_match` (output == reference) and, unless `bleu: false`,
-        sacreBLEU corpus `bleu` of translating `data.sources`."""
+        sacreBLEU corpus `bleu` of translating `data.sources` (with the
+        options' `beam_width`, `length_penalty`, `no_repeat_ngram_size` and
+        `repetition_penalty`)."""
         options = options or {}
         count = limit_examples(options, len(data.sources))
         sources, references = list(data.sources[:count]), list(data.targets[:count])
         beam_width = options.get("beam_width") or 1
         length_penalty = options.get("length_penalty")
         length_penalty = 0.6 if length_penalty is None else length_penalty
+        no_repeat_ngram_size = options.get("no_repeat_ngram_size") or 0
+        repetition_penalty = options.get("repetition_penalty") or 1.0
         outputs = in_batches(
             lambda chunk: self.translate(
-                chunk, beam_width=beam_width, length_penalty=length_penalty
+                chunk,
+                beam_width=beam_width,
+                length_penalty=length_penalty,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                repetition_penalty=repetition_penalty,
             ),
             sources,
             options.get("batch_size") or 64,

@@ -395,6 +395,12 @@ RECIPE_SCHEMA = {
             "samples": Field(non_negative_int, 3, "test outputs kept in metrics.json"),
             "beam_width": Field(positive_int, None, "translator: 1 (default) is greedy"),
             "length_penalty": Field(number, None, "translator: GNMT alpha of beam search (0.6)"),
+            "no_repeat_ngram_size": Field(non_negative_int, None,
+                                          "translator: never repeat an n-gram of this many "
+                                          "tokens in an output (0, the default, is off)"),
+            "repetition_penalty": Field(positive_number, None,
+                                        "translator: divide the scores of tokens already in "
+                                        "the output by this (1.0, the default, is off)"),
             "bleu": Field(boolean, None,
                           "translator: report corpus BLEU (true); BLEU is 0 whenever the "
                           "outputs are shorter than 4 tokens"),
