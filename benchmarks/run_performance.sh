@@ -1,0 +1,19 @@
+#!/bin/bash
+# Every performance benchmark of benchmarks/RESULTS.md, in one go (about 40
+# minutes on a 2-core CPU). Run from the repository root after `pip install .`;
+# tables go to benchmarks/results/ and the console.
+set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL=2
+mkdir -p benchmarks/results
+python benchmarks/message_catalog_pairs.py --out benchmarks/results/pairs_de.tsv
+python benchmarks/training_speed.py --output benchmarks/results/training_speed.json \
+    | tee benchmarks/results/training_speed.txt
+python benchmarks/generation_speed.py --output benchmarks/results/decoding.md \
+    --json benchmarks/results/generation_speed.json
+python benchmarks/translation_decoding.py --output benchmarks/results/decoding.md \
+    --json benchmarks/results/translation_decoding.json
+python benchmarks/bucketing.py --data-path benchmarks/results/pairs_de.tsv \
+    --num-examples 4000 --epochs 3 --batch-size 32 --output benchmarks/results/bucketing.json \
+    | tee benchmarks/results/bucketing.txt
+python benchmarks/attention_memory.py --xla off --dtypes float32 \
+    --output benchmarks/results/attention.md --json benchmarks/results/attention_memory.json
