@@ -37,16 +37,7 @@ def test_every_tutorial_is_tested():
     assert scripts == sorted(FIGURES)
 
 
-# The tutorials that train models for a minute each run under `-m slow`;
-# the default run keeps the suite within its time budget.
-SLOW = {"03_translator.py", "04_classifier.py", "05_generator.py", "07_export_and_serve.py",
-        "08_scaling_up.py"}
-
-
-@pytest.mark.parametrize(
-    "script",
-    [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in sorted(FIGURES)],
-)
+@pytest.mark.parametrize("script", sorted(FIGURES))
 def test_tutorial_runs_and_writes_its_figures(script, tmp_path):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
