@@ -6,7 +6,7 @@ set -euo pipefail
 export TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p benchmarks/results
 python benchmarks/message_catalog_pairs.py --out benchmarks/results/pairs_de.tsv
-python benchmarks/training_speed.py --output benchmarks/results/training_speed.json \
+python benchmarks/training_speed.py --steps 5 --output benchmarks/results/training_speed.json \
     | tee benchmarks/results/training_speed.txt
 python benchmarks/generation_speed.py --output benchmarks/results/decoding.md \
     --json benchmarks/results/generation_speed.json
