@@ -3,9 +3,10 @@ import pytest
 from keras_attn.training.precision import bfloat16_pays, read_cpu_flags, resolve_precision
 
 
-def test_bfloat16_pays_with_amx_or_an_accelerator_only():
+def test_bfloat16_pays_with_bfloat16_instructions_or_an_accelerator_only():
     assert bfloat16_pays(cpu_flags=frozenset({"amx_bf16", "amx_tile"}), accelerators=())
-    assert not bfloat16_pays(cpu_flags=frozenset({"avx512_bf16", "avx512f"}), accelerators=())
+    assert bfloat16_pays(cpu_flags=frozenset({"avx512_bf16", "avx512f"}), accelerators=())
+    assert not bfloat16_pays(cpu_flags=frozenset({"avx512f", "avx2"}), accelerators=())
     assert not bfloat16_pays(cpu_flags=frozenset(), accelerators=())
     assert bfloat16_pays(cpu_flags=frozenset(), accelerators=("GPU",))
 
