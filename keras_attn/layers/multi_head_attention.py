@@ -24,11 +24,15 @@ from keras_attn.utils.keras_compat import set_keras_mask
 # free of NaN (they are zeroed explicitly afterwards).
 _MASKED_LOGIT = -1e9
 
-# Where the chunked path starts to pay: a score matrix of at least this many
-# rows times this many columns. Measured on the shared 2-core CPU, causal,
-# forward+backward, 4 heads of 64 (benchmarks/results/attention.md): slower
-# than the fused path at 1024 and 2048 tokens, faster at 4096.
-DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 4096
+# Where the chunked path takes over: a score matrix of at least this many
+# rows times this many columns. Measured on an idle 2-core CPU, causal,
+# forward+backward, 4 heads of 64, batch 1 (benchmarks/RESULTS.md): the
+# chunked path is 1.2-1.4x slower than the fused one from 1024 to 8192
+# tokens, so it is worth its time only where the fused path's memory is the
+# wall: at 8192 tokens the fused path peaks at 3.9 GiB, the chunked one at
+# 1.6 GiB; at 16384 the fused path would need about 16 GiB, the chunked one
+# 1.8 GiB.
+DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 8192
 
 # The projections, in the order Keras builds (and so lists the weights of) them.
 _PROJECTION_NAMES = ("query", "key", "gate", "value", "attention_output")
@@ -131,7 +135,7 @@ class MultiHeadAttention(keras.layers.Layer):
         rope_scaling_factor: position scaling for the rotary embedding.
         chunked_attention_threshold: the chunked path is used when the
             query length times the key length is at least this squared
-            (default 4096: from 4096 x 4096 tokens on); `None` never uses it.
+            (default 8192: from 8192 x 8192 tokens on); `None` never uses it.
             On a GPU whose `keras.ops.dot_product_attention` has a fused
             flash kernel, pass `flash_attention=True` instead (it keeps
             that kernel for every length).
