@@ -177,8 +177,8 @@ def render(rows, args, command, elapsed_s):
         f"Command: `{command}`",
         "",
         f"Date: {datetime.date.today().isoformat()}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores shared with other developers' jobs while this ran "
-        f"(timings are noisy; read ratios from the same run), Python "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end of "
+        f"the run (read ratios from the same run), Python "
         f"{platform.python_version()}. Whole run: {elapsed_s / 60:.1f} min.",
         "",
         f"Shape: batch {BATCH}, {args.heads} heads of {HEAD_SIZE} (width "

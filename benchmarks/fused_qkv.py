@@ -105,8 +105,9 @@ def main(argv=None):
         + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
         "",
         f"Date: {datetime.date.today().isoformat()}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores shared with other developers' jobs (noisy; read the "
-        f"ratios). Batch {batch} x {length} tokens, heads of 64; forward + gradients with "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end of "
+        f"the run (read the ratios). Batch {batch} x {length} tokens, heads of 64; "
+        f"forward + gradients with "
         f"respect to the input and the query/key/value kernels and biases, median of "
         f"{args.repeats} steps after one that compiles.",
         "",

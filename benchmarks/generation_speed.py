@@ -21,6 +21,7 @@ sections, e.g. the translation-decoding one, are kept).
 import argparse
 import inspect
 import json
+import os
 import platform
 import statistics
 import time
@@ -161,7 +162,8 @@ def markdown(rows, ratios, args, shape):
         + (f" ({args.label})" if args.label else ""),
         "",
         f"Command: `{args.command}`; {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{_cpu_count()} CPU cores shared with other developers' jobs while measuring. Shape "
+        f"{_cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end of "
+        f"the run. Shape "
         f"(same for both, random weights): vocabulary {shape['vocabulary_size']}, width "
         f"{shape['hidden_dim']}, {shape['num_layers']} layers, {shape['num_heads']} heads, "
         f"feed-forward {shape['intermediate_dim']}; {args.prompt_length}-token prompts, "

@@ -64,7 +64,8 @@ def markdown(rows, args):
         + (f" ({args.label})" if args.label else ""),
         "",
         f"Command: `{args.command}`; {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{_cpu_count()} CPU cores shared with other developers' jobs while measuring. Preset "
+        f"{_cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end of "
+        f"the run. Preset "
         f"`{args.preset}` with random weights, source length {args.source_length}, target "
         f"length {args.target_length}, float32, XLA; a batch of {args.batch} number-word "
         f"sentences; median of {args.repeats} calls after the first (random weights seldom "

@@ -27,10 +27,10 @@ _MASKED_LOGIT = -1e9
 # Where the chunked path takes over: a score matrix of at least this many
 # rows times this many columns. Measured on an idle 2-core CPU, causal,
 # forward+backward, 4 heads of 64, batch 1 (benchmarks/RESULTS.md): the
-# chunked path is 1.2-1.4x slower than the fused one from 1024 to 8192
+# chunked path is 1.1-1.4x slower than the fused one from 1024 to 8192
 # tokens, so it is worth its time only where the fused path's memory is the
 # wall: at 8192 tokens the fused path peaks at 3.9 GiB, the chunked one at
-# 1.6 GiB; at 16384 the fused path would need about 16 GiB, the chunked one
+# 1.7 GiB; at 16384 the fused path would need about 16 GiB, the chunked one
 # 1.8 GiB.
 DEFAULT_CHUNKED_ATTENTION_THRESHOLD = 8192
 
