@@ -169,6 +169,12 @@ def length_bucketed(arrays, lengths, widths, batch_size, shuffle, seed, num_buck
     gets fewer buckets.
     """
     num_examples = len(next(iter(lengths.values())) if isinstance(lengths, dict) else lengths)
+    if num_examples < (batch_size if shuffle else 1):
+        raise ValueError(
+            f"`batch_size`={batch_size} needs at least that many examples for training "
+            f"batches (every batch is full). Received: {num_examples} example(s); lower "
+            "`batch_size`"
+        )
     num_buckets = max(1, min(num_buckets, num_examples // (batch_size * MIN_BATCHES_PER_BUCKET)))
     if groups is None:
         boundaries = choose_boundaries(lengths, widths, num_buckets)

@@ -107,3 +107,12 @@ def test_translator_bucketed_evaluation_metrics_equal_unbucketed_ones():
     assert len(shapes) > 1 and all(s <= 80 and t <= 32 for s, t in shapes)
     with pytest.raises(ValueError, match="bucketing"):
         model.make_dataset(sources, targets, bucketing="yes")
+
+
+def test_too_few_examples_for_one_training_batch_is_named():
+    model = Generator.from_preset("tiny", sequence_length=16, num_layers=1)
+    with pytest.raises(ValueError, match=r"`batch_size`=8 needs at least.*Received: 4 example"):
+        model.make_dataset(["ab", "cd", "ef", "gh"], batch_size=8)
+    # Evaluation keeps a smaller last batch: four examples are enough.
+    batches = list(model.make_dataset(["ab", "cd", "ef", "gh"], batch_size=8, shuffle=False))
+    assert [batch[0].shape[0] for batch in batches] == [4]

@@ -134,7 +134,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"head_masks\['decoder'\].*\(1, 2\)"):
         head_mask_loss_and_gradients(model, batch, {"decoder": np.ones((2, 2))})
     with pytest.raises(ValueError, match="at least one batch"):
-        head_importance(model, model.dataset_from_data(data).take(0))
+        head_importance(model, model.dataset_from_data(data, batch_size=2).take(0))
     with pytest.raises(ValueError, match="data_or_dataset"):
         head_importance(model, "abc")
     with pytest.raises(ValueError, match="num_batches"):
