@@ -20,7 +20,23 @@ Options (also read from the environment, so the README's plain
 - `--isolation-workers N` (`KERAS_ATTN_TEST_WORKERS`, default 2): children
   running at once.
 - `--isolation-memory-mb MB` (`KERAS_ATTN_TEST_WORKER_MEMORY_MB`, default 1536):
-  a child exits after the module that left it above this resident size.
+  a child exits once a test leaves it above this resident size.
+- `--isolation-tree-memory-mb MB` (`KERAS_ATTN_TEST_TREE_MEMORY_MB`, default
+  3584): while the whole process tree uses more, a worker that asks for the
+  next module waits until the tree shrinks or the other workers are done.
+- `--isolation-report PATH`: one JSON line per unit (a module, or a spread
+  test) with its wall seconds, the worker's resident MiB before and after and
+  its peak, and the peak PSS of the worker with the processes it started; then
+  one line per test with its seconds (setup, call and teardown), slowest first.
+
+A worker checks its size after every test: past the limit it hands the rest of
+its module back (module fixtures are then set up again in a fresh worker), so
+one module that builds many models cannot grow one process without bound.
+
+The terminal summary names the slowest and the largest units and the peak
+memory of the whole process tree (this process, the workers and everything
+they start), sampled every second as proportional set size, so shared
+libraries count once.
 
 A child that dies inside a test (a crash, the kernel's OOM killer) fails that
 test with the child's exit status and the end of its output; the rest of its
@@ -33,6 +49,7 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -51,6 +68,66 @@ def _resident_mb():
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def _status_kb(pid, field):
+    """A field of /proc/PID/status in KiB (VmHWM, VmRSS), or 0 where unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reset_peak_resident():
+    """Restarts this process's VmHWM from its current size (Linux 4.0+)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def _process_parents():
+    """`{pid: parent pid}` of every process /proc lists."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                parents[int(entry)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def _descendants(root, parents):
+    """`root` and every process below it."""
+    children = collections.defaultdict(list)
+    for pid, parent in parents.items():
+        children[parent].append(pid)
+    tree, frontier = [root], [root]
+    while frontier:
+        for child in children[frontier.pop()]:
+            tree.append(child)
+            frontier.append(child)
+    return tree
+
+
+def _pss_mb(pid):
+    """Proportional set size of one process in MiB (0 where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def pytest_addoption(parser):
@@ -72,6 +149,18 @@ def pytest_addoption(parser):
         type=int,
         default=_environment_int("KERAS_ATTN_TEST_WORKER_MEMORY_MB", 1536),
         help="a worker is replaced after a module leaves it above this many MiB (default 1536)",
+    )
+    group.addoption(
+        "--isolation-tree-memory-mb",
+        type=int,
+        default=_environment_int("KERAS_ATTN_TEST_TREE_MEMORY_MB", 3584),
+        help="no new unit starts beside a running one while this process, the workers and "
+             "their subprocesses together use more than this many MiB (default 3584)",
+    )
+    group.addoption(
+        "--isolation-report",
+        default=None,
+        help="write one JSON line per module: seconds, worker and subprocess memory",
     )
     group.addoption(_CHILD_OPTION, default=None, help="internal: file descriptors to the parent")
     group.addoption("--isolation-items", default=None, help="internal: node ids to collect")
@@ -146,10 +235,25 @@ def _child_loop(session):
         unit = [items[nodeid] for nodeid in channel.receive()]
         if not unit:
             return True
+        before = _resident_mb()
+        _reset_peak_resident()
+        started = time.perf_counter()
+        done = 0
         for index, item in enumerate(unit):
             nextitem = unit[index + 1] if index + 1 < len(unit) else None
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            done += 1
+            if nextitem is not None and _resident_mb() > limit:
+                break  # the rest of the unit goes to a fresh worker
         resident = _resident_mb()
+        channel.send(
+            "measured",
+            tests=done,
+            seconds=round(time.perf_counter() - started, 2),
+            resident_before_mb=round(before),
+            resident_after_mb=round(resident),
+            resident_peak_mb=round(_status_kb("self", "VmHWM") / 1024),
+        )
         if resident > limit:
             channel.send("recycle", resident_mb=round(resident))
             return True
@@ -216,6 +320,9 @@ class _Worker:
         self.unit = []  # node ids handed over and not finished
         self.running = None  # (node id, location) of the test in progress
         self.progressed = False
+        self.waiting = False  # asked for a unit, none handed out yet
+        self.handed = []  # node ids of the unit handed out last
+        self.tree_peak_mb = 0.0  # of this worker and its subprocesses, this unit
 
     def send(self, nodeids):
         try:
@@ -276,6 +383,12 @@ class _IsolatedRun:
             elif arg.startswith("-p") and len(arg) > 2:
                 self.command.append(arg)
         self.modules = modules
+        self.measurements = []
+        self.test_seconds = collections.Counter()  # setup + call + teardown of each test
+        self.tree_peak_mb = 0.0
+        self.tree_mb = 0.0
+        self.tree_budget_mb = self.config.getoption("isolation_tree_memory_mb")
+        self.next_sample = 0.0
         self.environment = dict(os.environ, KERAS_ATTN_TEST_ISOLATION="off")
 
     def stopping(self):
@@ -304,16 +417,71 @@ class _IsolatedRun:
                     break
                 for key, _ in self.selector.select(timeout=1.0):
                     self.read(key.data)
+                self.sample_memory()
         finally:
             for worker in self.workers:
                 worker.process.kill()
                 worker.process.wait()
                 worker.close()
+        self.write_report()
         if self.session.shouldfail:
             raise self.session.Failed(self.session.shouldfail)
         if self.session.shouldstop:
             raise self.session.Interrupted(self.session.shouldstop)
         return True
+
+    def unit_name(self, nodeids):
+        """A module's path, or a spread test's node id."""
+        first = self.items[nodeids[0]]
+        if first.get_closest_marker("spread_across_workers") is not None:
+            return first.nodeid
+        return first.nodeid.split("::")[0]
+
+    def hand_out(self):
+        """The next unit to each worker that asked, unless the process tree is
+        over its memory budget while another worker is still busy."""
+        busy = any(w.unit for w in self.workers)
+        if busy and self.tree_mb > self.tree_budget_mb and self.units and not self.stopping():
+            return  # asked again after the next sample
+        for worker in self.workers:
+            if not worker.waiting:
+                continue
+            if self.units and not self.stopping():
+                worker.unit = list(self.units.popleft())
+            else:
+                worker.unit = []
+            worker.handed = list(worker.unit)
+            worker.waiting = False
+            worker.send(worker.unit)
+            if self.tree_mb > self.tree_budget_mb:
+                break
+
+    def sample_memory(self):
+        now = time.monotonic()
+        if now < self.next_sample:
+            return
+        self.next_sample = now + 1.0
+        parents = _process_parents()
+        sizes = {pid: _pss_mb(pid) for pid in _descendants(os.getpid(), parents)}
+        self.tree_mb = sum(sizes.values())
+        self.tree_peak_mb = max(self.tree_peak_mb, self.tree_mb)
+        for worker in self.workers:
+            worker_mb = sum(sizes.get(pid, 0.0)
+                            for pid in _descendants(worker.process.pid, parents))
+            worker.tree_peak_mb = max(worker.tree_peak_mb, worker_mb)
+        if any(worker.waiting for worker in self.workers):
+            self.hand_out()
+
+    def write_report(self):
+        _summary["measurements"] = self.measurements
+        _summary["tree_peak_mb"] = self.tree_peak_mb
+        path = self.config.getoption("isolation_report")
+        if path:
+            with open(path, "w", encoding="utf-8") as report:
+                for measurement in self.measurements:
+                    report.write(json.dumps(measurement) + "\n")
+                for nodeid, seconds in self.test_seconds.most_common():
+                    report.write(json.dumps({"test": nodeid, "seconds": round(seconds, 2)}) + "\n")
 
     def _worker_needed(self):
         # A new worker only when the queued modules outnumber the workers that
@@ -339,11 +507,8 @@ class _IsolatedRun:
         hook = self.config.hook
         kind = message["kind"]
         if kind == "next":
-            if self.units and not self.stopping():
-                worker.unit = list(self.units.popleft())
-            else:
-                worker.unit = []
-            worker.send(worker.unit)
+            worker.waiting = True
+            self.hand_out()
         elif kind == "start":
             worker.running = (message["nodeid"], tuple(message["location"]))
             worker.progressed = True
@@ -351,6 +516,7 @@ class _IsolatedRun:
         elif kind == "report":
             data = message["report"]
             report = hook.pytest_report_from_serializable(config=self.config, data=data)
+            self.test_seconds[report.nodeid] += report.duration
             hook.pytest_runtest_logreport(report=report)
         elif kind == "finish":
             nodeid = message["nodeid"]
@@ -361,7 +527,16 @@ class _IsolatedRun:
         elif kind == "warning":
             self.warn(message)
         elif kind == "recycle":
+            if worker.unit:  # left above the limit mid-module: the rest to a fresh worker
+                self.units.appendleft(list(worker.unit))
             worker.unit = []
+        elif kind == "measured":
+            measurement = {key: value for key, value in message.items() if key != "kind"}
+            measurement["unit"] = self.unit_name(worker.handed)
+            measurement["worker"] = worker.number
+            measurement["with_subprocesses_peak_mb"] = round(worker.tree_peak_mb)
+            worker.tree_peak_mb = 0.0
+            self.measurements.append(measurement)
 
     def warn(self, message):
         import builtins
@@ -423,6 +598,29 @@ class _IsolatedRun:
         )
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+
+_summary = {}  # the parent's measurements, for the terminal summary
+
+
+def pytest_terminal_summary(terminalreporter):
+    measurements = _summary.get("measurements")
+    if not measurements:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("process isolation")
+    write(
+        f"{len(measurements)} units; peak memory of the whole process tree "
+        f"{_summary['tree_peak_mb']:.0f} MiB (proportional set size, sampled every second)"
+    )
+    for title, key in (("slowest", "seconds"), ("largest", "with_subprocesses_peak_mb")):
+        write(f"{title} units: seconds, worker's peak resident MiB, "
+              f"worker + subprocesses peak PSS MiB")
+        for measurement in sorted(measurements, key=lambda m: -m[key])[:8]:
+            write(
+                f"  {measurement['seconds']:7.1f} s {measurement['resident_peak_mb']:6d} MiB "
+                f"{measurement['with_subprocesses_peak_mb']:6d} MiB  {measurement['unit']}"
+            )
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,5 +1,6 @@
 """The suite's process isolation (tests/process_isolation.py) on a throw-away suite."""
 
+import json
 import os
 import subprocess
 import sys
@@ -51,10 +52,10 @@ MODULES = {
 }
 
 
-def _run_suite(tmp_path, *options):
+def _run_suite(tmp_path, *options, modules=MODULES):
     suite = tmp_path / "suite"
     suite.mkdir()
-    for name, source in MODULES.items():
+    for name, source in modules.items():
         (suite / name).write_text(textwrap.dedent(source))
     (suite / "pytest.ini").write_text(
         "[pytest]\nmarkers =\n    spread_across_workers: shares nothing\n"
@@ -92,13 +93,65 @@ def test_workers_are_replaced_past_the_memory_limit(tmp_path):
     )
     output = result.stdout + result.stderr
     assert "2 failed, 6 passed" in output, output
-    # One worker per module (each leaves it above 1 MiB), one more after the
-    # crash, and one per test of the module marked spread_across_workers.
+    # Every test leaves its worker above 1 MiB, so each of the eight runs in a
+    # worker of its own, even inside a module: the rest of a module is handed
+    # back after each test.
     logs = sorted((basetemp / "isolation").glob("worker*.log"))
-    assert len(logs) == 6, [log.name for log in logs]
+    assert len(logs) == 8, [log.name for log in logs]
+    first = sorted((basetemp / "isolation").glob("pid_first_*"))
+    after = sorted((basetemp / "isolation").glob("pid_after_*"))
+    assert first[0].name.split("_")[-1] != after[0].name.split("_")[-1]
     spread = sorted((basetemp / "isolation").glob("pid_spread_*"))
     assert len(spread) == 2
     assert len({path.name.split("_")[-1] for path in spread}) == 2  # two processes
+
+
+TIMED_MODULES = {
+    f"test_timed_{index}.py": f"""
+        import time
+
+        def test_sleeps(tmp_path):
+            started = time.time()
+            time.sleep(2.5)
+            (tmp_path.parent.parent / "span_{index}").write_text(f"{{started}} {{time.time()}}")
+    """
+    for index in range(3)
+}
+
+
+def _spans(basetemp):
+    spans = [tuple(map(float, path.read_text().split()))
+             for path in (basetemp / "isolation").glob("span_*")]
+    return sorted(spans)
+
+
+def test_over_the_tree_budget_a_worker_waits_for_the_other(tmp_path):
+    (tmp_path / "free").mkdir()
+    result, basetemp = _run_suite(tmp_path / "free", "--isolation-workers", "2",
+                                  modules=TIMED_MODULES)
+    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    spans = _spans(basetemp)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # overlap
+
+    (tmp_path / "budget").mkdir()
+    result, basetemp = _run_suite(
+        tmp_path / "budget", "--isolation-workers", "2", "--isolation-tree-memory-mb", "1",
+        "--isolation-report", str(tmp_path / "report.jsonl"), modules=TIMED_MODULES,
+    )
+    output = result.stdout + result.stderr
+    assert "3 passed" in output, output
+    spans = _spans(basetemp)
+    assert len(spans) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))  # one at a time
+    assert "peak memory of the whole process tree" in output
+    rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
+    units = [row for row in rows if "unit" in row]
+    assert sorted(row["unit"] for row in units) == sorted(TIMED_MODULES)
+    assert all(row["seconds"] >= 2.5 and row["with_subprocesses_peak_mb"] > 0 for row in units)
+    tests = [row for row in rows if "test" in row]
+    assert sorted(row["test"] for row in tests) == sorted(f"{name}::test_sleeps"
+                                                          for name in TIMED_MODULES)
+    assert all(row["seconds"] >= 2.5 for row in tests)
 
 
 def test_off_runs_in_this_process(tmp_path):

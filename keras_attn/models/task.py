@@ -20,6 +20,7 @@ from keras_attn.data.bucketing import (
     choose_group_boundaries,
 )
 from keras_attn.tokenizers import ByteTokenizer, Tokenizer
+from keras_attn.training.compilation import resolve_jit_compile
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy
 from keras_attn.utils.arguments import check_choice
@@ -325,7 +326,7 @@ class Task(keras.Model):
         loss="auto",
         metrics="auto",
         label_smoothing=0.0,
-        jit_compile=True,
+        jit_compile="auto",
         **kwargs,
     ):
         """`keras.Model.compile` with this task's defaults.
@@ -335,11 +336,11 @@ class Task(keras.Model):
             loss: `"auto"` is the task's loss (`default_loss`).
             metrics: `"auto"` are the task's metrics (`default_metrics`).
             label_smoothing: of the `"auto"` loss (an error with any other).
-            jit_compile: XLA-compile the train step. True by default: every
-                task compiles with static shapes, and Keras' `"auto"` turns
-                XLA off on machines without an accelerator, where it still
-                makes these models' steps 1.2-1.5x faster
-                (`benchmarks/xla_training_step.py`).
+            jit_compile: XLA-compile the train step: `True`, `False`, or
+                `"auto"` (default): on with a GPU or TPU, and on a CPU for
+                models up to `XLA_CPU_MAX_HIDDEN_DIM` wide, where it was
+                measured to pay (`keras_attn.training.compilation`; Keras'
+                own `"auto"` would turn it off on every CPU).
             **kwargs: passed to `keras.Model.compile`.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
@@ -354,6 +355,7 @@ class Task(keras.Model):
             )
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
+        jit_compile = resolve_jit_compile(jit_compile, self.backbone.hidden_dim)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
 

@@ -36,6 +36,7 @@ from keras_attn.data import allowed_keys
 from keras_attn.models import Task
 from keras_attn.recipes.distribution import STRATEGIES
 from keras_attn.training.callbacks import check_time_budget
+from keras_attn.training.compilation import check_jit_compile
 from keras_attn.training.precision import PRECISIONS
 from keras_attn.utils.arguments import (
     ArgumentError,
@@ -130,6 +131,7 @@ boolean = _recipe_check(check_boolean)
 string = _recipe_check(check_string)
 string_list = _recipe_check(check_string_list)
 time_budget = _recipe_check(check_time_budget)
+jit_compile = _recipe_check(check_jit_compile)
 
 
 def choice(*options):
@@ -369,7 +371,11 @@ RECIPE_SCHEMA = {
                                "with AMX, keras_attn.training.precision.bfloat16_pays), "
                                "float32 elsewhere"),
             "seed": Field(non_negative_int, 0, "weights, shuffling and from_train hold-outs"),
-            "jit_compile": Field(boolean, True, "compile the training step with XLA"),
+            "jit_compile": Field(jit_compile, "auto",
+                                 "compile the training step with XLA: true, false, or auto "
+                                 "(on with a GPU or TPU, and on a CPU for models up to "
+                                 "keras_attn.training.compilation.XLA_CPU_MAX_HIDDEN_DIM wide, "
+                                 "where it was measured to pay)"),
             "bucketing": Field(boolean, True,
                                "batches of similar lengths in a few static widths fitted to "
                                "the data, so a step pays for the tokens it has (the task's "

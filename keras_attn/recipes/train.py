@@ -55,6 +55,7 @@ from keras_attn.tokenizers import (
 )
 from keras_attn.training import InverseSquareRootSchedule, training_callbacks
 from keras_attn.training.callbacks import BACKUP_DIR, LOG_FILE, TENSORBOARD_DIR, TimeBudget
+from keras_attn.training.compilation import resolve_jit_compile
 from keras_attn.training.precision import resolve_precision
 from keras_attn.utils.atomic_files import replace_path, write_json_atomically
 from keras_attn.version import __version__
@@ -530,7 +531,7 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
             bucketing=bucketing,
         )
     steps = max(1, batches if batches > 0 else len(train) // batch_size)
-    jit_compile = training["jit_compile"]
+    jit_compile = resolve_jit_compile(training["jit_compile"], model.backbone.hidden_dim)
     local = strategy.extended.worker_devices if strategy.num_replicas_in_sync > 1 else ()
     if jit_compile and len(local) > 1 and all("CPU" in device.upper() for device in local):
         # XLA keeps a step on one CPU device, and cannot reach the variables

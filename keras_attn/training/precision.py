@@ -50,8 +50,9 @@ def read_cpu_flags(path="/proc/cpuinfo"):
     return frozenset(flags)
 
 
-def _accelerators():
-    # TensorFlow lists the devices the models would run on.
+def accelerator_types():
+    """The accelerators TensorFlow finds here: a tuple of `"GPU"` / `"TPU"`,
+    empty on a CPU-only machine."""
     import tensorflow as tf
 
     return tuple(
@@ -73,7 +74,7 @@ def bfloat16_pays(cpu_flags=None, accelerators=None):
             TPUs).
     """
     if accelerators is None:
-        accelerators = _accelerators()
+        accelerators = accelerator_types()
     if accelerators:
         return True
     if cpu_flags is None:
