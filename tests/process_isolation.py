@@ -20,7 +20,12 @@ Options (also read from the environment, so the README's plain
 - `--isolation-workers N` (`KERAS_ATTN_TEST_WORKERS`, default 2): children
   running at once.
 - `--isolation-memory-mb MB` (`KERAS_ATTN_TEST_WORKER_MEMORY_MB`, default 1536):
-  a child exits once a test leaves it above this resident size.
+  a child exits after a module that left it above this resident size.
+- `--isolation-split-memory-mb MB` (`KERAS_ATTN_TEST_WORKER_SPLIT_MEMORY_MB`,
+  default 2560): a child hands the rest of its module back once a test leaves
+  it above this size (its module fixtures are then set up again in a fresh
+  child), so one module that builds many models cannot grow one process
+  without bound.
 - `--isolation-tree-memory-mb MB` (`KERAS_ATTN_TEST_TREE_MEMORY_MB`, default
   3584): while the whole process tree uses more, a worker that asks for the
   next module waits until the tree shrinks or the other workers are done.
@@ -29,9 +34,9 @@ Options (also read from the environment, so the README's plain
   its peak, and the peak PSS of the worker with the processes it started; then
   one line per test with its seconds (setup, call and teardown), slowest first.
 
-A worker checks its size after every test: past the limit it hands the rest of
-its module back (module fixtures are then set up again in a fresh worker), so
-one module that builds many models cannot grow one process without bound.
+Units start longest first, by the seconds the last run recorded in pytest's
+cache (without one, the spread tests first), so that no long unit is left
+running alone at the end.
 
 The terminal summary names the slowest and the largest units and the peak
 memory of the whole process tree (this process, the workers and everything
@@ -55,6 +60,7 @@ import warnings
 import pytest
 
 _CHILD_OPTION = "--isolation-child"
+_CACHE_KEY = "keras_attn/isolation_unit_seconds"
 
 
 def _environment_int(name, default):
@@ -151,6 +157,13 @@ def pytest_addoption(parser):
         help="a worker is replaced after a module leaves it above this many MiB (default 1536)",
     )
     group.addoption(
+        "--isolation-split-memory-mb",
+        type=int,
+        default=_environment_int("KERAS_ATTN_TEST_WORKER_SPLIT_MEMORY_MB", 2560),
+        help="a worker hands the rest of its module to a fresh one once a test leaves it "
+             "above this many MiB (default 2560)",
+    )
+    group.addoption(
         "--isolation-tree-memory-mb",
         type=int,
         default=_environment_int("KERAS_ATTN_TEST_TREE_MEMORY_MB", 3584),
@@ -230,6 +243,7 @@ def _child_loop(session):
     channel = _child["channel"]
     items = {item.nodeid: item for item in session.items}
     limit = config.getoption("isolation_memory_mb")
+    split_limit = config.getoption("isolation_split_memory_mb")
     while True:
         channel.send("next")
         unit = [items[nodeid] for nodeid in channel.receive()]
@@ -243,7 +257,7 @@ def _child_loop(session):
             nextitem = unit[index + 1] if index + 1 < len(unit) else None
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             done += 1
-            if nextitem is not None and _resident_mb() > limit:
+            if nextitem is not None and _resident_mb() > split_limit:
                 break  # the rest of the unit goes to a fresh worker
         resident = _resident_mb()
         channel.send(
@@ -355,7 +369,7 @@ class _IsolatedRun:
             spread = item.get_closest_marker("spread_across_workers") is not None
             key = item.nodeid if spread else item.nodeid.split("::")[0]
             units.setdefault(key, []).append(item.nodeid)
-        self.units = collections.deque(units.values())
+        self.units = collections.deque(self.longest_first(units))
         self.selector = selectors.DefaultSelector()
         self.workers = []
         self.started = 0
@@ -373,6 +387,8 @@ class _IsolatedRun:
             "--tb", self.config.option.tbstyle,
             "--isolation-items", str(self.items_path),
             "--isolation-memory-mb", str(self.config.getoption("isolation_memory_mb")),
+            "--isolation-split-memory-mb",
+            str(self.config.getoption("isolation_split_memory_mb")),
         ]
         if self.config.inipath is not None:
             self.command += ["-c", str(self.config.inipath)]
@@ -430,6 +446,21 @@ class _IsolatedRun:
             raise self.session.Interrupted(self.session.shouldstop)
         return True
 
+    def longest_first(self, units):
+        """The units, those that took longest in the last run first (so no long
+        one is left running alone at the end); without a record, the spread
+        tests (each a fresh process: tutorials, examples) first."""
+        cache = getattr(self.config, "cache", None)
+        seconds = cache.get(_CACHE_KEY, {}) if cache is not None else {}
+
+        def cost(key):
+            if key in seconds:
+                return seconds[key]
+            return float("inf") if "::" in key or not seconds else 0.0
+
+        order = sorted(units, key=lambda key: -cost(key))  # stable: collection order on ties
+        return [units[key] for key in order]
+
     def unit_name(self, nodeids):
         """A module's path, or a spread test's node id."""
         first = self.items[nodeids[0]]
@@ -473,6 +504,12 @@ class _IsolatedRun:
             self.hand_out()
 
     def write_report(self):
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.measurements:
+            seconds = dict(cache.get(_CACHE_KEY, {}))
+            for measurement in self.measurements:
+                seconds[measurement["unit"]] = measurement["seconds"]
+            cache.set(_CACHE_KEY, seconds)
         _summary["measurements"] = self.measurements
         _summary["tree_peak_mb"] = self.tree_peak_mb
         path = self.config.getoption("isolation_report")

@@ -52,7 +52,7 @@ MODULES = {
 }
 
 
-def _run_suite(tmp_path, *options, modules=MODULES):
+def _run_suite(tmp_path, *options, modules=MODULES, cache=False):
     suite = tmp_path / "suite"
     suite.mkdir()
     for name, source in modules.items():
@@ -65,7 +65,8 @@ def _run_suite(tmp_path, *options, modules=MODULES):
     environment.pop("KERAS_ATTN_TEST_ISOLATION", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.process_isolation", "-q",
-         "--basetemp", str(basetemp), "-p", "no:cacheprovider", *options, str(suite)],
+         "--basetemp", str(basetemp), *([] if cache else ["-p", "no:cacheprovider"]),
+         *options, str(suite)],
         cwd=suite, env=environment, capture_output=True, text=True, timeout=300,
     )
     return result, basetemp
@@ -89,7 +90,8 @@ def test_workers_run_every_module_and_report_failures_and_crashes(tmp_path):
 
 def test_workers_are_replaced_past_the_memory_limit(tmp_path):
     result, basetemp = _run_suite(
-        tmp_path, "--isolation-workers", "1", "--isolation-memory-mb", "1"
+        tmp_path, "--isolation-workers", "1", "--isolation-memory-mb", "1",
+        "--isolation-split-memory-mb", "1",
     )
     output = result.stdout + result.stderr
     assert "2 failed, 6 passed" in output, output
@@ -112,7 +114,7 @@ TIMED_MODULES = {
 
         def test_sleeps(tmp_path):
             started = time.time()
-            time.sleep(2.5)
+            time.sleep({1.5 + index})
             (tmp_path.parent.parent / "span_{index}").write_text(f"{{started}} {{time.time()}}")
     """
     for index in range(3)
@@ -147,11 +149,11 @@ def test_over_the_tree_budget_a_worker_waits_for_the_other(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     units = [row for row in rows if "unit" in row]
     assert sorted(row["unit"] for row in units) == sorted(TIMED_MODULES)
-    assert all(row["seconds"] >= 2.5 and row["with_subprocesses_peak_mb"] > 0 for row in units)
+    assert all(row["seconds"] >= 1.5 and row["with_subprocesses_peak_mb"] > 0 for row in units)
     tests = [row for row in rows if "test" in row]
     assert sorted(row["test"] for row in tests) == sorted(f"{name}::test_sleeps"
                                                           for name in TIMED_MODULES)
-    assert all(row["seconds"] >= 2.5 for row in tests)
+    assert all(row["seconds"] >= 1.5 for row in tests)
 
 
 def test_off_runs_in_this_process(tmp_path):
@@ -159,3 +161,27 @@ def test_off_runs_in_this_process(tmp_path):
     output = result.stdout + result.stderr
     assert "1 failed, 6 passed, 1 deselected" in output, output
     assert not (basetemp / "isolation").exists()
+
+
+def test_units_start_longest_first_after_a_recorded_run(tmp_path):
+    # Run 1 records each module's seconds in pytest's cache (in the suite's
+    # folder); run 2, on one worker, starts with the longest.
+    result, basetemp = _run_suite(tmp_path, "--isolation-workers", "1", modules=TIMED_MODULES,
+                                  cache=True)
+    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    first = [path.name for path in sorted(basetemp.glob("isolation/span_*"),
+                                          key=lambda path: path.read_text())]
+    assert first == ["span_0", "span_1", "span_2"]  # collection order
+    for path in basetemp.glob("isolation/span_*"):
+        path.unlink()
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
+    environment.pop("KERAS_ATTN_TEST_ISOLATION", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.process_isolation", "-q",
+         "--basetemp", str(basetemp), "--isolation-workers", "1", str(tmp_path / "suite")],
+        cwd=tmp_path / "suite", env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    second = [path.name for path in sorted(basetemp.glob("isolation/span_*"),
+                                           key=lambda path: path.read_text())]
+    assert second == ["span_2", "span_1", "span_0"]  # longest (2.5 s sleep) first

@@ -25,7 +25,7 @@ from keras_attn.training.metrics import corpus_bleu
 
 args = parse_args(__doc__.splitlines()[0], "tutorial_output/03")
 keras.utils.set_random_seed(0)
-train_size, epochs = (3000, 3) if args.quick else (20000, 6)
+train_size, epochs = (1000, 2) if args.quick else (20000, 6)
 train = load_builtin("dates", "train", num_examples=train_size)
 test = load_builtin("dates", "test", num_examples=200)
 print("a training pair:", train.sources[0], "->", train.targets[0])

@@ -22,7 +22,7 @@ from keras_attn.tokenizers import WordPieceTokenizer
 
 args = parse_args(__doc__.splitlines()[0], "tutorial_output/04")
 keras.utils.set_random_seed(0)
-unlabelled = load_builtin("sentiment_negation", "train", num_examples=3000 if args.quick else 12000)
+unlabelled = load_builtin("sentiment_negation", "train", num_examples=1000 if args.quick else 12000)
 labelled = load_builtin("sentiment_negation", "validation", num_examples=300)
 test = load_builtin("sentiment_negation", "test", num_examples=500)
 tokenizer = WordPieceTokenizer.train(unlabelled.texts[:2000], vocabulary_size=150)
@@ -34,13 +34,13 @@ shape = dict(sequence_length=16, num_layers=2, hidden_dim=64, intermediate_dim=1
 masked_lm = MaskedLanguageModel.from_preset("tiny", tokenizer=tokenizer, **shape)
 masked_lm.compile(optimizer=keras.optimizers.Adam(2e-3))
 history = masked_lm.fit(masked_lm.make_dataset(unlabelled.texts, batch_size=64, num_maskings=2),
-                        epochs=2 if args.quick else 4, verbose=0)
+                        epochs=1 if args.quick else 4, verbose=0)
 print("masked-LM loss by epoch:", [round(v, 3) for v in history.history["loss"]])
 print(masked_lm.fill_mask(["the film was [MASK] dull"], top_k=3))
 
 # --- 2. Fine-tuning: four ways -----------------------------------------------------
 # Each classifier gets the same 300 labelled sentences and the same steps.
-epochs = 4 if args.quick else 8
+epochs = 2 if args.quick else 8
 
 
 def fine_tune(model, learning_rate=2e-3):

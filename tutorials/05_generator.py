@@ -29,8 +29,8 @@ keras.utils.set_random_seed(0)
 # loss (padding ignored), metrics and XLA.
 generator = Generator.from_preset("tiny", sequence_length=16)
 generator.compile(optimizer=keras.optimizers.Adam(3e-3))
-texts = alphabet_runs(1500 if args.quick else 3000, seed=0)
-history = generator.fit(generator.make_dataset(texts, batch_size=64), epochs=3 if args.quick else 4,
+texts = alphabet_runs(600 if args.quick else 3000, seed=0)
+history = generator.fit(generator.make_dataset(texts, batch_size=64), epochs=2 if args.quick else 4,
                         verbose=0)
 print("loss by epoch:", [round(value, 3) for value in history.history["loss"]])
 
@@ -73,7 +73,7 @@ for name, options in [
 # each step runs one position and reads the keys and values stored by the
 # earlier steps. Speed does not depend on the weights, so an untrained
 # model with a longer context shows the difference.
-length = 128 if args.quick else 256
+length = 64 if args.quick else 256
 model = Generator.from_preset("tiny", sequence_length=length)
 new_tokens = length - 8
 prompt_ids = np.zeros((1, length), "int32")

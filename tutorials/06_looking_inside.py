@@ -43,14 +43,14 @@ args = parse_args(__doc__.splitlines()[0], "tutorial_output/06")
 keras.utils.set_random_seed(0)
 
 # --- 1. A model to look inside ------------------------------------------------
-train = load_builtin("sentiment_negation", "train", num_examples=2000 if args.quick else 6000)
+train = load_builtin("sentiment_negation", "train", num_examples=800 if args.quick else 6000)
 test = load_builtin("sentiment_negation", "test", num_examples=300)
 tokenizer = WordPieceTokenizer.train(train.texts[:1000], vocabulary_size=120)
 model = Classifier.from_preset("tiny", tokenizer=tokenizer, num_classes=2, sequence_length=16,
                                label_names=["negative", "positive"])
 model.compile(optimizer=keras.optimizers.Adam(2e-3))
 model.fit(model.make_dataset(train.texts, train.labels, batch_size=64),
-          epochs=3 if args.quick else 4, verbose=0)
+          epochs=2 if args.quick else 4, verbose=0)
 metrics, _ = model.evaluate_data(test)
 print(f"test accuracy {metrics['accuracy']:.3f}")
 

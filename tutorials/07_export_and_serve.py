@@ -31,9 +31,9 @@ keras.utils.set_random_seed(0)
 # Spelled-out numbers to digits ("forty two" -> "42"), byte-level tokens.
 translator = Translator.from_preset("tiny", source_length=32, target_length=8)
 translator.compile()
-sources, targets = number_words(2000 if args.quick else 4000, seed=0)
+sources, targets = number_words(800 if args.quick else 4000, seed=0)
 translator.fit(translator.make_dataset(sources, targets, batch_size=64),
-               epochs=3 if args.quick else 6, verbose=0)
+               epochs=2 if args.quick else 6, verbose=0)
 questions = ["three hundred forty two", "seventeen", "nine hundred ninety nine"]
 python_answers = translator.translate(questions)
 print("from Python:", dict(zip(questions, python_answers)))

@@ -33,7 +33,7 @@ from keras_attn.recipes.distribution import make_strategy  # noqa: E402
 args = parse_args(__doc__.splitlines()[0], "tutorial_output/08",
                   [("--tfds-download", "read real IMDB reviews (needs the internet)")])
 keras.utils.set_random_seed(0)
-steps = 10 if args.quick else 40
+steps = 5 if args.quick else 40
 length = 64 if args.quick else 128
 texts = load_builtin("alphabet_runs", "train", num_examples=2000).texts
 texts = [(text * 20)[: int(n)] for text, n in
@@ -66,9 +66,10 @@ def generator(dtype=None):
 timings = {}
 
 # --- 1. XLA ----------------------------------------------------------------------------
-# compile(jit_compile=True), the tasks' default, fuses each train step into
-# one XLA program. It needs static shapes: make_dataset gives every batch the
-# same shape.
+# compile(jit_compile=True) fuses each train step into one XLA program. It
+# needs static shapes: make_dataset gives every batch the same shape. The
+# default, "auto", turns it on with a GPU or TPU, and on a CPU for models up
+# to 128 wide (this one), where it measured faster than TensorFlow's kernels.
 for jit in (False, True):
     model = generator()
     model.compile(jit_compile=jit)
