@@ -35,7 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import training_speed  # noqa: E402
 
-
 # Host events of the runtime itself (function calls, the input pipeline), which
 # contain the ops rather than being ops.
 FRAMEWORK_EVENTS = ("KernelAndDevice", "Iterator", "MakeIterator", "EagerExecute",

@@ -338,9 +338,10 @@ class Task(keras.Model):
             label_smoothing: of the `"auto"` loss (an error with any other).
             jit_compile: XLA-compile the train step: `True`, `False`, or
                 `"auto"` (default): on with a GPU or TPU, and on a CPU for
-                models up to `XLA_CPU_MAX_HIDDEN_DIM` wide, where it was
-                measured to pay (`keras_attn.training.compilation`; Keras'
-                own `"auto"` would turn it off on every CPU).
+                models up to 128 wide computing in float32 (64 in
+                bfloat16), where it was measured to pay
+                (`keras_attn.training.compilation`; Keras' own `"auto"`
+                would turn it off on every CPU).
             **kwargs: passed to `keras.Model.compile`.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
@@ -355,7 +356,8 @@ class Task(keras.Model):
             )
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
-        jit_compile = resolve_jit_compile(jit_compile, self.backbone.hidden_dim)
+        jit_compile = resolve_jit_compile(jit_compile, self.backbone.hidden_dim,
+                                          self.backbone.dtype_policy.compute_dtype)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
 
@@ -467,6 +469,10 @@ class Task(keras.Model):
         for key in list(kwargs):
             if key in backbone_config or key in cls.backbone_arguments():
                 backbone_config[key] = kwargs.pop(key)
+        if "dtype" in kwargs:
+            # The backbone does the computing: a dtype policy given for the
+            # task is the backbone's too (else it would stay float32).
+            backbone_config["dtype"] = kwargs["dtype"]
         task_args.update(kwargs)
         return cls.from_parts(backbone_config, tokenizers, **task_args)
 

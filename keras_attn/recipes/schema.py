@@ -373,9 +373,9 @@ RECIPE_SCHEMA = {
             "seed": Field(non_negative_int, 0, "weights, shuffling and from_train hold-outs"),
             "jit_compile": Field(jit_compile, "auto",
                                  "compile the training step with XLA: true, false, or auto "
-                                 "(on with a GPU or TPU, and on a CPU for models up to "
-                                 "keras_attn.training.compilation.XLA_CPU_MAX_HIDDEN_DIM wide, "
-                                 "where it was measured to pay)"),
+                                 "(on with a GPU or TPU, and on a CPU for models up to 128 wide "
+                                 "in float32, 64 in bfloat16, where it was measured to pay: "
+                                 "keras_attn.training.compilation)"),
             "bucketing": Field(boolean, True,
                                "batches of similar lengths in a few static widths fitted to "
                                "the data, so a step pays for the tokens it has (the task's "

@@ -531,7 +531,8 @@ def _fit(model, plan, data, work, log, verbose, extra_callbacks, clock, budget_s
             bucketing=bucketing,
         )
     steps = max(1, batches if batches > 0 else len(train) // batch_size)
-    jit_compile = resolve_jit_compile(training["jit_compile"], model.backbone.hidden_dim)
+    jit_compile = resolve_jit_compile(training["jit_compile"], model.backbone.hidden_dim,
+                                      model.backbone.dtype_policy.compute_dtype)
     local = strategy.extended.worker_devices if strategy.num_replicas_in_sync > 1 else ()
     if jit_compile and len(local) > 1 and all("CPU" in device.upper() for device in local):
         # XLA keeps a step on one CPU device, and cannot reach the variables

@@ -36,3 +36,31 @@ def test_bucketing_smoke_writes_both_rows(tmp_path):
     assert [row["bucketing"] for row in results["rows"]] == [False, True]
     assert results["speedup_per_epoch"] > 0
     assert "| true |" in results["markdown"] and "| false |" in results["markdown"]
+
+
+@pytest.mark.slow
+def test_xla_training_step_smoke_writes_both_tables(tmp_path):
+    import xla_training_step
+
+    output = tmp_path / "xla.md"
+    xla_training_step.main(["--smoke", "--output", str(output)])
+    text = output.read_text()
+    assert "| generator | 16 | float32 |" in text
+    assert "| generator | 16 | on |" in text and "| generator | 16 | off |" in text
+    assert "steps_per_execution 1" in text
+
+
+@pytest.mark.slow
+def test_profile_ops_smoke_splits_both_sides_by_op_and_layer(tmp_path):
+    import profile_ops
+
+    output = tmp_path / "profile.md"
+    results = profile_ops.main(["--smoke", "--model", "bert", "--steps", "2", "--warmup", "1",
+                                "--output", str(output)])
+    for side in ("keras_attn", "keras_hub"):
+        step_seconds, times = results[side]
+        op_types = {op_type for op_type, _ in times}
+        assert step_seconds > 0 and any("MatMul" in op_type for op_type in op_types), op_types
+    text = output.read_text()
+    assert "| op type | keras_attn ms/step | keras_hub ms/step |" in text
+    assert "backward: classifier/encoder_backbone" in text

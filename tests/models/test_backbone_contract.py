@@ -510,3 +510,17 @@ def test_tasks_trace_with_an_unknown_time_axis():
         np.testing.assert_allclose(
             np.asarray(traced(inputs)), np.asarray(model(inputs)), atol=1e-5
         )
+
+
+@pytest.mark.parametrize("task", ["translator", "classifier", "generator"])
+def test_a_dtype_given_to_from_preset_reaches_the_backbone(task, tmp_path):
+    from keras_attn.models import Classifier, Generator, Translator
+
+    cls = {"translator": Translator, "classifier": Classifier, "generator": Generator}[task]
+    extra = {"num_classes": 2} if task == "classifier" else {}
+    model = cls.from_preset("tiny", dtype="mixed_bfloat16", **extra)
+    assert model.backbone.dtype_policy.name == "mixed_bfloat16"
+    assert model.backbone.compute_dtype == "bfloat16"
+    assert model.backbone.variable_dtype == "float32"
+    model.save_to_preset(tmp_path / "preset")
+    assert cls.from_preset(tmp_path / "preset").backbone.compute_dtype == "bfloat16"
