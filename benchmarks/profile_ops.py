@@ -19,10 +19,8 @@ two sides row by row.
 
 import argparse
 import collections
-import datetime
 import glob
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -33,6 +31,7 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import reporting  # noqa: E402
 import training_speed  # noqa: E402
 
 # Host events of the runtime itself (function calls, the input pipeline), which
@@ -158,19 +157,13 @@ def main(argv=None):
             parser.error(f"--sides: expected keras_attn and/or keras_hub, got {side!r}")
     results = {side: profile(side, shape, args.precision, args.steps, args.warmup)
                for side in sides}
-    command = "python benchmarks/profile_ops.py " + " ".join(argv or sys.argv[1:])
     header = (
-        f"Command: `{command.strip()}`; {datetime.date.today()}; {platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} at the end. "
-        f"Model `{args.model}` ({shape['width']} wide, {shape['layers']} layers, sequence "
-        f"{shape['length']}, batch {shape['batch']}), {args.precision}, XLA off; "
-        f"{args.steps} profiled steps after {args.warmup}.\n"
+        f"{reporting.machine_line('profile_ops.py', argv)}. Model `{args.model}` "
+        f"({shape['width']} wide, {shape['layers']} layers, sequence {shape['length']}, batch "
+        f"{shape['batch']}), {args.precision}, XLA off; {args.steps} profiled steps after "
+        f"{args.warmup}.\n"
     )
-    text = header + "\n" + markdown(results, args.top)
-    print(text)
-    if args.output:
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    reporting.emit(header + "\n" + markdown(results, args.top), args.output)
     return results
 
 

@@ -14,14 +14,11 @@ steps per call into the compiled function) at the narrowest width.
 """
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
-import sys
 import time
 
 import keras
+import reporting
 
 from keras_attn.data import load_builtin
 from keras_attn.models import Classifier, Generator, MaskedLanguageModel, Translator
@@ -131,19 +128,12 @@ def main(argv=None):
             lines.append(f"| {task} | {widths[0] or 'tiny'} | {'on' if flag else 'off'} | "
                          f"{one:.1f} | {many:.1f} | {one / many:.2f}x |")
             print(lines[-1], flush=True)
-    command = "python benchmarks/xla_training_step.py " + " ".join(argv or sys.argv[1:])
     header = (
-        f"Command: `{command.strip()}`; {datetime.date.today()}; {platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-        f"whole run {(time.perf_counter() - started) / 60:.1f} min. Batch {args.batch_size}, "
+        f"{reporting.machine_line('xla_training_step.py', argv)}; whole run "
+        f"{(time.perf_counter() - started) / 60:.1f} min. Batch {args.batch_size}, "
         f"{args.num_examples} examples an epoch, median of epochs 2-{args.epochs}, no bucketing."
     )
-    text = header + "\n\n" + "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        with open(args.output, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-
+    reporting.emit(header + "\n\n" + "\n".join(lines) + "\n", args.output)
 
 if __name__ == "__main__":
     main()

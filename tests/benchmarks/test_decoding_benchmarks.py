@@ -51,3 +51,16 @@ def test_translation_decoding_has_greedy_and_beam_rows_in_the_same_file(outputs)
         assert markdown.count(f"<!-- begin {section} -->") == 1
         assert markdown.count(f"<!-- end {section} -->") == 1
     assert "| greedy | 1 | 2 |" in markdown and "| beam | 4 | 2 |" in markdown
+
+
+@pytest.mark.slow
+def test_decode_weight_precision_smoke_has_every_weight_format(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import decode_weight_precision
+
+    output = tmp_path / "weights.md"
+    rows = decode_weight_precision.main(["--smoke", "--repeats", "1", "--output", str(output)])
+    assert len(rows) == len(decode_weight_precision.WEIGHTS)
+    text = output.read_text()
+    for name in ("mixed_bfloat16 policy", "bfloat16 policy", "float32 + int8 weights"):
+        assert name in text
