@@ -185,3 +185,14 @@ def test_units_start_longest_first_after_a_recorded_run(tmp_path):
     second = [path.name for path in sorted(basetemp.glob("isolation/span_*"),
                                            key=lambda path: path.read_text())]
     assert second == ["span_2", "span_1", "span_0"]  # longest (2.5 s sleep) first
+
+
+def test_without_a_record_the_spread_tests_start_first(tmp_path):
+    report = tmp_path / "report.jsonl"
+    result, _ = _run_suite(tmp_path, "--isolation-workers", "1", "--isolation-report",
+                           str(report))
+    assert "2 failed, 6 passed" in result.stdout + result.stderr
+    units = [json.loads(line)["unit"] for line in report.read_text().splitlines()
+             if '"unit"' in line]
+    # One worker: units finish in the order they started.
+    assert [unit.split("::")[0] for unit in units[:2]] == ["test_fourth.py"] * 2, units
