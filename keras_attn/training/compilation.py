@@ -27,7 +27,6 @@ False
 from keras_attn.training.precision import accelerator_types
 from keras_attn.utils.arguments import ArgumentError
 
-JIT_COMPILE_CHOICES = ("auto", True, False)
 # The widest model (hidden_dim) whose CPU train step XLA made faster in the
 # tasks measured, by compute dtype (float16 is taken to behave as bfloat16).
 XLA_CPU_MAX_HIDDEN_DIM = {"float32": 128, "bfloat16": 64, "float16": 64}
