@@ -4,7 +4,6 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import pytest  # noqa: E402
 
 # Multi-module runs execute in worker processes (see the module's docstring).
@@ -29,6 +28,7 @@ def _resident_bytes():
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts in float32 with a fixed seed, whatever the last one did."""
+    import keras  # not at the top: the isolation parent never imports TensorFlow
     keras.config.set_dtype_policy("float32")
     keras.utils.set_random_seed(1234)
     before = _resident_bytes()
@@ -43,5 +43,7 @@ def _fresh_keras_state():
 def _release_module_state():
     """After each module (and its module-scoped models): Keras' global state,
     TensorFlow's kernel caches and the garbage they leave."""
+    import keras
+
     yield
     keras.backend.clear_session(free_memory=True)

@@ -177,22 +177,147 @@ def pytest_addoption(parser):
     )
     group.addoption(_CHILD_OPTION, default=None, help="internal: file descriptors to the parent")
     group.addoption("--isolation-items", default=None, help="internal: node ids to collect")
+    group.addoption("--isolation-collect-to", default=None,
+                    help="internal: write the collected tests to this JSON file")
 
 
 def _is_child(config):
     return config.getoption(_CHILD_OPTION) is not None
 
 
-def _isolating(session):
-    config = session.config
+def _may_isolate(config):
+    """Whether this process may hand its tests to workers (before collection)."""
     if config.getoption("isolation") == "off" or _is_child(config):
+        return False
+    if config.getoption("isolation_collect_to") is not None:
         return False
     if config.option.collectonly or config.getoption("usepdb", False):
         return False
     if hasattr(config, "workerinput"):  # a pytest-xdist worker already is a process of its own
         return False
+    return config.getoption("isolation_workers") > 0
+
+
+def _isolating(session):
+    if not _may_isolate(session.config):
+        return False
     modules = {item.nodeid.split("::")[0] for item in session.items}
-    return len(modules) > 1 and config.getoption("isolation_workers") > 0
+    return len(modules) > 1
+
+
+# ------------------------------------------------------------ the collector
+
+# The parent collects in a child process, so that it never imports the test
+# modules, and TensorFlow with them (about 300 MiB of its own memory, held for
+# the whole run, beside the workers that do import it).
+
+
+class _CollectedInChild(pytest.Item):
+    """A test the collecting child found: its node id, location and whether
+    it is spread across workers; the parent hands it out and reports on it,
+    a worker runs it."""
+
+    def runtest(self):
+        raise RuntimeError("collected in a child process: runs in a worker")
+
+    def reportinfo(self):
+        return self.path, self._line, self._domain
+
+    @classmethod
+    def from_record(cls, session, record):
+        item = cls.from_parent(
+            session, name=record["nodeid"].split("::")[-1], nodeid=record["nodeid"],
+            path=session.config.rootpath / record["path"],
+        )
+        item.location = tuple(record["location"])
+        item._line, item._domain = item.location[1], item.location[2]
+        if record["spread"]:
+            item.add_marker("spread_across_workers")
+        return item
+
+
+def _names_one_module(config):
+    """Whether the command line names tests of one module only (then collecting
+    in this process costs less than starting a collector)."""
+    paths = set()
+    for arg in config.args:
+        path = arg.split("::")[0]
+        if not path.endswith(".py"):
+            return False
+        paths.add(os.path.abspath(os.path.join(config.invocation_params.dir, path)))
+    return len(paths) == 1
+
+
+def _collect_in_child(config):
+    """The records of the tests a child collects with this command line, or
+    None where it failed or found at most one module (then this process
+    collects, and reports any collection error itself)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="keras_attn_collect_") as directory:
+        records_path = os.path.join(directory, "items.json")
+        command = [
+            sys.executable, "-m", "pytest",
+            *(str(arg) for arg in config.invocation_params.args),
+            "--collect-only", "-q", "--isolation=off", "--isolation-collect-to", records_path,
+        ]
+        with open(os.path.join(directory, "collect.log"), "wb") as log:
+            status = subprocess.run(
+                command, cwd=config.invocation_params.dir, stdout=log, stderr=subprocess.STDOUT,
+                env=dict(os.environ, KERAS_ATTN_TEST_ISOLATION="off"),
+            ).returncode
+        if status != 0 or not os.path.exists(records_path):
+            return None
+        with open(records_path, encoding="utf-8") as handle:
+            collected = json.load(handle)
+    modules = {record["path"] for record in collected["items"]}
+    return collected if len(modules) > 1 else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    config = session.config
+    if not _may_isolate(config) or _names_one_module(config):
+        return None
+    collected = _collect_in_child(config)
+    if collected is None:
+        return None
+    hook = config.hook
+    items = [_CollectedInChild.from_record(session, r) for r in collected["items"]]
+    deselected = [_CollectedInChild.from_record(session, r) for r in collected["deselected"]]
+    report = pytest.CollectReport(session.nodeid, "passed", None, items + deselected)
+    hook.pytest_collectreport(report=report)
+    if deselected:
+        hook.pytest_deselected(items=deselected)
+    session.items = items
+    session.testscollected = len(items)
+    hook.pytest_collection_finish(session=session)
+    return True
+
+
+_collector = {"deselected": []}  # in a collecting child
+
+
+def _record(item):
+    return {
+        "nodeid": item.nodeid,
+        "path": os.path.relpath(item.path, item.config.rootpath),
+        "location": list(item.location),
+        "spread": item.get_closest_marker("spread_across_workers") is not None,
+    }
+
+
+def pytest_deselected(items):
+    _collector["deselected"].extend(items)
+
+
+def pytest_collection_finish(session):
+    path = session.config.getoption("isolation_collect_to")
+    if path is None or session.testsfailed:
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"items": [_record(item) for item in session.items],
+                   "deselected": [_record(item) for item in _collector["deselected"]]}, handle)
 
 
 # ------------------------------------------------------------------ the child

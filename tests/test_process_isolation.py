@@ -196,3 +196,47 @@ def test_without_a_record_the_spread_tests_start_first(tmp_path):
              if '"unit"' in line]
     # One worker: units finish in the order they started.
     assert [unit.split("::")[0] for unit in units[:2]] == ["test_fourth.py"] * 2, units
+
+
+RECORDING_MODULES = {
+    f"test_recorded_{name}.py": f"""
+        import os
+        import pathlib
+
+        pathlib.Path(os.environ["IMPORTS_DIR"], f"{name}_{{os.getpid()}}_{{os.getppid()}}").touch()
+
+        def test_one():
+            pass
+
+        def test_two():
+            pass
+    """
+    for name in ("a", "b")
+}
+
+
+def test_the_parent_never_imports_the_test_modules(tmp_path, monkeypatch):
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    monkeypatch.setenv("IMPORTS_DIR", str(imports))
+    result, _ = _run_suite(tmp_path, "--isolation-workers", "2", "-k", "not b or one",
+                           "-v", modules=RECORDING_MODULES)  # -v after -q: the collected line
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "3 passed, 1 deselected" in output, output
+    assert "collected 4 items / 1 deselected / 3 selected" in output, output
+    # Imported by the collecting child and by the workers, all children of
+    # the run's process; never by that process, a child of this one.
+    recorded = [path.name.split("_") for path in imports.iterdir()]
+    assert {name for name, _, _ in recorded} == {"a", "b"}
+    assert len(recorded) >= 4  # the collector's two imports and at least one worker's
+    assert all(int(parent) != os.getpid() for _, _, parent in recorded), recorded
+
+
+def test_a_collection_error_is_reported_by_the_parent(tmp_path):
+    modules = dict(MODULES, **{"test_broken.py": "def test_broken(:\n    pass\n"})
+    result, _ = _run_suite(tmp_path, "--isolation-workers", "2", modules=modules)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "ERROR collecting test_broken.py" in output and "SyntaxError" in output, output
+    assert "1 error" in output, output
