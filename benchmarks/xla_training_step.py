@@ -4,8 +4,11 @@ What `compile(jit_compile="auto")` decides from (`keras_attn.training.compilatio
 each task's `tiny` preset, widened to `--hidden-dims` (heads of 16 up to 4
 heads, feed-forward 4x width), trained on its built-in data with the same
 batches; one epoch compiles and warms up, then the median of the next epochs
-gives milliseconds per step. Also `steps_per_execution` (Keras runs that many
-steps per call into the compiled function) at the narrowest width.
+gives milliseconds per step; the first epoch's extra seconds (over a steady
+one) are the compile time, and their difference over the per-step gain is how
+many steps XLA takes to repay its compile (the run length from which
+`"auto"` uses it on a CPU). Also `steps_per_execution` (Keras runs that many
+steps per call into the compiled function) at the narrowest width (0: skip).
 
     python benchmarks/xla_training_step.py [--epochs 4] [--batch-size 64]
         [--hidden-dims 64,128,256] [--precisions float32,mixed_bfloat16]
@@ -66,7 +69,16 @@ def step_milliseconds(task, jit_compile, epochs, batch_size, num_examples, hidde
         keras.config.set_dtype_policy("float32")
     steps = num_examples // batch_size
     # The first epoch compiles; the rest are steady state.
-    return 1000 * statistics.median(timer.seconds[1:]) / steps
+    steady = statistics.median(timer.seconds[1:])
+    return 1000 * steady / steps, timer.seconds[0] - steady
+
+
+def repaid_after(with_xla, without):
+    """Steps after which XLA's extra compile time is repaid ('never' without a gain)."""
+    (xla_ms, xla_compile), (plain_ms, plain_compile) = with_xla, without
+    if xla_ms >= plain_ms:
+        return "never"
+    return f"{max(0.0, xla_compile - plain_compile) * 1000 / (plain_ms - xla_ms):.0f}"
 
 
 def parse_widths(text):
@@ -98,8 +110,9 @@ def main(argv=None):
     precisions = [p for p in args.precisions.split(",") if p]
     started = time.perf_counter()
     lines = [
-        "| task | width | precision | ms/step, XLA | ms/step, no XLA | XLA speed-up |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| task | width | precision | ms/step, XLA | ms/step, no XLA | XLA speed-up "
+        "| first-epoch extra s, XLA | no XLA | XLA repaid after (steps) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     run = dict(epochs=args.epochs, batch_size=args.batch_size, num_examples=args.num_examples)
     for task in tasks:
@@ -109,20 +122,22 @@ def main(argv=None):
                     step_milliseconds(task, flag, hidden_dim=width, precision=precision, **run)
                     for flag in (True, False)
                 )
-                lines.append(f"| {task} | {width or 'tiny'} | {precision} | {with_xla:.1f} | "
-                             f"{without:.1f} | {without / with_xla:.2f}x |")
+                lines.append(
+                    f"| {task} | {width or 'tiny'} | {precision} | {with_xla[0]:.1f} | "
+                    f"{without[0]:.1f} | {without[0] / with_xla[0]:.2f}x | {with_xla[1]:.1f} | "
+                    f"{without[1]:.1f} | {repaid_after(with_xla, without)} |")
                 print(lines[-1], flush=True)
     spe = args.steps_per_execution
-    lines += [
+    lines += [] if spe == 0 else [
         "",
         f"| task | width | XLA | ms/step, steps_per_execution 1 | ms/step, {spe} | speed-up |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for task in tasks:
+    for task in tasks if spe else ():
         for flag in (True, False):
             one, many = (
                 step_milliseconds(task, flag, hidden_dim=widths[0], precision=precisions[0],
-                                  steps_per_execution=n, **run)
+                                  steps_per_execution=n, **run)[0]
                 for n in (1, spe)
             )
             lines.append(f"| {task} | {widths[0] or 'tiny'} | {'on' if flag else 'off'} | "

@@ -20,7 +20,12 @@ from keras_attn.data.bucketing import (
     choose_group_boundaries,
 )
 from keras_attn.tokenizers import ByteTokenizer, Tokenizer
-from keras_attn.training.compilation import resolve_jit_compile
+from keras_attn.training.compilation import (
+    check_jit_compile,
+    resolve_jit_compile,
+    steps_of_run,
+    xla_repays_compiling,
+)
 from keras_attn.training.losses import MaskedSparseCategoricalCrossentropy
 from keras_attn.training.metrics import MaskedAccuracy
 from keras_attn.utils.arguments import check_choice
@@ -123,6 +128,9 @@ DEFAULT_NUM_BUCKETS = 4
 MIN_BATCHES_PER_BUCKET = 16
 # Rows preprocessed per graph call while bucketing reads the lengths.
 _PREPROCESS_CHUNK = 4096
+# To read a run's length from `fit` / `evaluate` arguments as Keras takes them.
+_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
+_EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 
 
 def check_bucketing(bucketing):
@@ -339,9 +347,11 @@ class Task(keras.Model):
             jit_compile: XLA-compile the train step: `True`, `False`, or
                 `"auto"` (default): on with a GPU or TPU, and on a CPU for
                 models up to 128 wide computing in float32 (64 in
-                bfloat16), where it was measured to pay
-                (`keras_attn.training.compilation`; Keras' own `"auto"`
-                would turn it off on every CPU).
+                bfloat16), where it was measured to pay, once the first
+                `fit` or `evaluate` after compiling runs at least
+                `XLA_CPU_MIN_STEPS` steps (a shorter run never repays the
+                compile time; `keras_attn.training.compilation`). Keras'
+                own `"auto"` would turn it off on every CPU.
             **kwargs: passed to `keras.Model.compile`.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
@@ -356,10 +366,12 @@ class Task(keras.Model):
             )
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
+        jit_compile_auto = check_jit_compile("jit_compile", jit_compile) == "auto"
         jit_compile = resolve_jit_compile(jit_compile, self.backbone.hidden_dim,
                                           self.backbone.dtype_policy.compute_dtype)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
+        self._jit_compile_auto = jit_compile_auto
 
     def compile_from_config(self, config):
         """Restores a saved compile state (`.keras` files). `compile` above
@@ -376,7 +388,28 @@ class Task(keras.Model):
         ignore with a warning."""
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
+        run = _FIT_SIGNATURE.bind(self, x, *args, **kwargs).arguments
+        steps = steps_of_run(x, run.get("batch_size"), run.get("steps_per_epoch"),
+                             run.get("epochs", 1) - run.get("initial_epoch", 0))
+        self._settle_jit_compile("train_function", steps)
         return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate` (with `jit_compile="auto"`, XLA only for a
+        run that repays its compile time, as in `fit`)."""
+        run = _EVALUATE_SIGNATURE.bind(self, x, *args, **kwargs).arguments
+        self._settle_jit_compile(
+            "test_function", steps_of_run(x, run.get("batch_size"), run.get("steps")))
+        return super().evaluate(x, *args, **kwargs)
+
+    def _settle_jit_compile(self, function, steps):
+        """Under `compile(jit_compile="auto")`, before Keras makes the step
+        function of a run of `steps` steps: XLA only if it pays for this
+        model here and the run repays compiling."""
+        if getattr(self, "_jit_compile_auto", False) and getattr(self, function, None) is None:
+            self.jit_compile = resolve_jit_compile(
+                "auto", self.backbone.hidden_dim, self.backbone.dtype_policy.compute_dtype
+            ) and xla_repays_compiling(steps)
 
     def ignored_label(self):
         """The label id the default loss and metrics skip: the tokenizer's
