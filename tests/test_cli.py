@@ -1,3 +1,4 @@
+import contextlib
 import io
 import json
 import os
@@ -10,12 +11,25 @@ from keras_attn.cli import build_parser, main
 
 
 def _run(*args, timeout=600):
+    """`keras-attn ARGS` in a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "keras_attn.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _cli(*args):
+    """`keras-attn ARGS` in this process (a fresh one costs seconds of
+    TensorFlow start-up): the exit code and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_info:  # argparse: --help, usage errors
+            code = exit_info.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 # CI runs the full `keras-attn quickstart` itself (the README's first command).
@@ -38,7 +52,7 @@ def test_quickstart_fast_trains_all_three_tiny_models(tmp_path):
 
 
 def test_help_lists_quickstart_options():
-    result = _run("quickstart", "--help", timeout=120)
+    result = _cli("quickstart", "--help")
     assert result.returncode == 0
     for option in ("--fast", "--seed", "--metrics-json"):
         assert option in result.stdout
@@ -51,7 +65,7 @@ def test_unknown_command_exits_non_zero():
 
 
 def test_bad_output_path_gives_one_line_error(tmp_path):
-    result = _run("quickstart", "--fast", "--metrics-json", str(tmp_path / "missing" / "m.json"))
+    result = _cli("quickstart", "--fast", "--metrics-json", str(tmp_path / "missing" / "m.json"))
     assert result.returncode == 2
     assert "keras-attn quickstart: error:" in result.stderr
     assert "Traceback" not in result.stderr
@@ -65,14 +79,15 @@ _SMALL = ["--epochs", "1", "--batch-size", "32", "--verbose", "2"]
 
 
 def _train(recipe, output_dir, *extra):
-    result = _run("train", os.path.join(ZOO, recipe), "--output-dir", str(output_dir),
+    result = _cli("train", os.path.join(ZOO, recipe), "--output-dir", str(output_dir),
                   *_SMALL, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def _error_line(result):
-    """The one line a failed command leaves after TensorFlow's start-up logs."""
+    """The one line a failed command leaves (after TensorFlow's start-up logs
+    in a process of its own)."""
     lines = [line for line in result.stderr.splitlines() if line.startswith("keras-attn ")]
     assert len(lines) == 1, result.stderr
     assert result.stderr.rstrip().endswith(lines[0])
@@ -154,7 +169,7 @@ def test_time_budget_option_reaches_the_run(tmp_path, capsys):
 
 def test_evaluate_prints_the_metrics_as_json(trained, tmp_path):
     root, _ = trained
-    result = _run("evaluate", str(root / "translator"), "--data", "number_words",
+    result = _cli("evaluate", str(root / "translator"), "--data", "number_words",
                   "--num-examples", "8", "--beam-width", "2", "--set", "bleu=true",
                   "--json", str(tmp_path / "m.json"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -177,7 +192,7 @@ def test_translate_reads_standard_input(trained):
 
 def test_classify_prints_label_probability_and_text(trained):
     root, _ = trained
-    result = _run("classify", str(root / "classifier"), "the film was good", "it was not good")
+    result = _cli("classify", str(root / "classifier"), "the film was good", "it was not good")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     assert [row[2] for row in rows] == ["the film was good", "it was not good"]
@@ -189,7 +204,7 @@ def test_generate_reads_an_input_file_and_samples(trained, tmp_path):
     root, _ = trained
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("abc\nmno\n")
-    result = _run("generate", str(root / "generator"), "--input", str(prompts),
+    result = _cli("generate", str(root / "generator"), "--input", str(prompts),
                   "--max-new-tokens", "3", "--temperature", "0.7", "--top-k", "5",
                   "--top-p", "0.9", "--seed", "1")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -198,7 +213,7 @@ def test_generate_reads_an_input_file_and_samples(trained, tmp_path):
 
 def test_a_finished_run_is_refused_with_one_error_line(trained):
     root, _ = trained
-    result = _run("train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"),
+    result = _cli("train", os.path.join(ZOO, "generator_tiny_alphabet.yaml"),
                   "--output-dir", str(root / "classifier"))
     assert result.returncode == 2
     assert "holds a finished run" in _error_line(result)
@@ -255,12 +270,12 @@ def test_wrong_model_kind_and_empty_input(trained, capsys, monkeypatch):
 def test_export_then_serve_check_in_a_tensorflow_only_process(trained, tmp_path):
     root, runs = trained
     export_dir = tmp_path / "classifier_export"
-    result = _run("export", str(root / "classifier"), str(export_dir))
+    result = _cli("export", str(root / "classifier"), str(export_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert (export_dir / "saved_model.pb").is_file()
     texts = ["the film was not bad", "the plot was dull"]
-    python = _run("classify", str(root / "classifier"), *texts)
-    served = _run("serve-check", str(export_dir), *texts, "--repeats", "2")
+    python = _cli("classify", str(root / "classifier"), *texts)
+    served = _cli("serve-check", str(export_dir), *texts, "--repeats", "2")
     assert served.returncode == 0, served.stderr[-2000:]
     assert "TensorFlow only" in served.stderr and "ms" in served.stderr
     # The same labels as the Python API, line by line.
@@ -269,9 +284,9 @@ def test_export_then_serve_check_in_a_tensorflow_only_process(trained, tmp_path)
     assert len(served_lines) == 2
     for text, label, line in zip(texts, python_labels, served_lines):
         assert line.startswith(text + "\t") and f"labels={label}" in line
-    again = _run("export", str(root / "classifier"), str(export_dir))
+    again = _cli("export", str(root / "classifier"), str(export_dir))
     assert again.returncode == 2 and "already exists" in _error_line(again)
-    wrong = _run("export", str(root / "classifier"), str(tmp_path / "x"), "--beam-width", "2")
+    wrong = _cli("export", str(root / "classifier"), str(tmp_path / "x"), "--beam-width", "2")
     assert wrong.returncode == 2
     assert "--beam-width does not apply to a classifier" in _error_line(wrong)
 
@@ -283,13 +298,13 @@ def test_masked_lm_trains_evaluates_and_exports_through_the_cli(tmp_path):
     record = json.loads((run / "metrics.json").read_text())
     assert record["task"] == "masked_lm" and record["metrics"]["examples"] == 32
     assert {"loss", "masked_accuracy", "perplexity"} <= set(record["metrics"])
-    evaluated = _run("evaluate", str(run), "--data", "sorted_letters", "--num-examples", "16")
+    evaluated = _cli("evaluate", str(run), "--data", "sorted_letters", "--num-examples", "16")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert json.loads(evaluated.stdout)["examples"] == 16
     export_dir = tmp_path / "masked_lm_export"
-    exported = _run("export", str(run), str(export_dir))
+    exported = _cli("export", str(run), str(export_dir))
     assert exported.returncode == 0, exported.stderr[-2000:]
-    served = _run("serve-check", str(export_dir), "qdm[MASK]d=ddmqx", "--signature", "fill_mask")
+    served = _cli("serve-check", str(export_dir), "qdm[MASK]d=ddmqx", "--signature", "fill_mask")
     assert served.returncode == 0, served.stderr[-2000:]
     (line,) = served.stdout.strip().splitlines()
     assert line.startswith("qdm[MASK]d=ddmqx\t") and "texts=qdm" in line

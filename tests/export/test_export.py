@@ -93,14 +93,29 @@ def classifier():
     return model
 
 
+# One export per model, each set up only when a test asks for it: a module
+# that a memory-bound worker hands on mid-way rebuilds only what is left.
+
+
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, generator, translator, classifier):
-    root = tmp_path_factory.mktemp("exports")
-    paths = {name: str(root / name) for name in ("generator", "translator", "classifier")}
-    export(generator, paths["generator"], max_new_tokens=6)
-    export(translator, paths["translator"], beam_width=3)
-    export(classifier, paths["classifier"])
-    return paths
+def generator_export(tmp_path_factory, generator):
+    path = str(tmp_path_factory.mktemp("exports") / "generator")
+    export(generator, path, max_new_tokens=6)
+    return path
+
+
+@pytest.fixture(scope="module")
+def translator_export(tmp_path_factory, translator):
+    path = str(tmp_path_factory.mktemp("exports") / "translator")
+    export(translator, path, beam_width=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_export(tmp_path_factory, classifier):
+    path = str(tmp_path_factory.mktemp("exports") / "classifier")
+    export(classifier, path)
+    return path
 
 
 # The last prompt is cut to fit; the others decode in shorter buffers in
@@ -118,7 +133,7 @@ def _python_logits(model, inputs):
 # ------------------------------------------------------- fresh-process serving
 
 
-def test_generator_serves_python_generate_outputs(generator, exports):
+def test_generator_serves_python_generate_outputs(generator, generator_export):
     ids = np.zeros((2, LENGTH), "int32")
     ids[0, :4], ids[1, :2] = [2, 10, 11, 12], [2, 30]
     sampling = dict(temperature=0.9, top_k=5, top_p=0.9, seed=7)
@@ -140,7 +155,7 @@ def test_generator_serves_python_generate_outputs(generator, exports):
     (
         default, short, long, sampled, looping, controlled, controlled_sampled, logits, empty
     ) = serve_in_fresh_process(
-        exports["generator"],
+        generator_export,
         [
             ("serving_default", {"inputs": PROMPTS}),
             ("generate", {"inputs": PROMPTS, "max_new_tokens": 3, **options}),
@@ -171,7 +186,7 @@ def test_generator_serves_python_generate_outputs(generator, exports):
     assert empty["texts"] == []
 
 
-def test_translator_serves_python_translate_outputs(translator, exports):
+def test_translator_serves_python_translate_outputs(translator, translator_export):
     sources, _ = number_words(6, seed=1)
     source_ids, _ = translator.encode_sources(sources)
     target_ids = np.full((6, 8), 2, "int32")
@@ -179,7 +194,7 @@ def test_translator_serves_python_translate_outputs(translator, exports):
     controls = dict(no_repeat_ngram_size=1, repetition_penalty=1.5)
     off = dict(no_repeat_ngram_size=0, repetition_penalty=1.0)
     greedy, beam, controlled, logits = serve_in_fresh_process(
-        exports["translator"],
+        translator_export,
         [
             ("serving_default", {"inputs": sources}),
             ("translate", {"inputs": sources, "length_penalty": 0.6, **off}),
@@ -200,13 +215,13 @@ def test_translator_serves_python_translate_outputs(translator, exports):
     np.testing.assert_allclose(logits["logits"], _python_logits(translator, inputs), atol=1e-5)
 
 
-def test_classifier_serves_python_classify_outputs(classifier, exports):
+def test_classifier_serves_python_classify_outputs(classifier, classifier_export):
     texts, _ = sentiment_with_negation(8, seed=1)
     texts.append("the movie was not really good, and the plot was not dull at all")  # truncated
     pairs, _ = sentiment_with_negation(9, seed=2)
     inputs, _ = classifier.preprocess(texts)
     single, paired, logits = serve_in_fresh_process(
-        exports["classifier"],
+        classifier_export,
         [
             ("serving_default", {"inputs": texts}),
             ("classify_pairs", {"inputs": texts, "text_pairs": pairs}),
@@ -278,8 +293,8 @@ def _saved_model_cli(path):
         ),
     ],
 )
-def test_saved_model_cli_lists_the_documented_signatures(exports, task, signatures):
-    shown = _saved_model_cli(exports[task])
+def test_saved_model_cli_lists_the_documented_signatures(request, task, signatures):
+    shown = _saved_model_cli(request.getfixturevalue(f"{task}_export"))
     blocks = {}
     for block in shown.split("signature_def['")[1:]:
         name, body = block.split("']", 1)
@@ -294,17 +309,19 @@ def test_saved_model_cli_lists_the_documented_signatures(exports, task, signatur
     assert "outputs['logits']" in blocks["logits"]
 
 
-def test_tfsm_layer_wraps_the_ids_level_endpoint(generator, classifier, exports):
+def test_tfsm_layer_wraps_the_ids_level_endpoint(
+    generator, classifier, generator_export, classifier_export
+):
     ids = np.zeros((3, LENGTH), "int32")
     ids[:, 0], ids[:, 1:5] = 2, np.arange(10, 22).reshape(3, 4)
-    layer = keras.layers.TFSMLayer(exports["generator"], call_endpoint="logits")
+    layer = keras.layers.TFSMLayer(generator_export, call_endpoint="logits")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(layer(ids)["logits"]),
         _python_logits(generator, ids),
         atol=1e-5,
     )
     inputs, _ = classifier.preprocess(["the film was not bad", "the plot was dull"])
-    layer = keras.layers.TFSMLayer(exports["classifier"], call_endpoint="logits")
+    layer = keras.layers.TFSMLayer(classifier_export, call_endpoint="logits")
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(layer(inputs)["logits"]),
         _python_logits(classifier, inputs),
@@ -313,7 +330,7 @@ def test_tfsm_layer_wraps_the_ids_level_endpoint(generator, classifier, exports)
     # ... and it composes with Keras layers in a model of its own.
     token_ids = keras.Input((LENGTH,), dtype="int32")
     probabilities = keras.layers.Softmax()(
-        keras.layers.TFSMLayer(exports["generator"], call_endpoint="logits")(token_ids)["logits"]
+        keras.layers.TFSMLayer(generator_export, call_endpoint="logits")(token_ids)["logits"]
     )
     served = keras.Model(token_ids, probabilities).predict(ids, verbose=0)
     np.testing.assert_allclose(served.sum(-1), 1.0, atol=1e-5)
@@ -375,14 +392,20 @@ def _read(directory, name):
         return file.read()
 
 
-def test_a_model_that_has_decoded_still_exports(generator, translator, tmp_path):
+def test_a_model_that_has_decoded_still_exports(tmp_path):
     # Decoding caches compiled functions on the model (keyed by search and
     # beam width); they must stay out of what the export tracks.
+    keras.utils.set_random_seed(0)
+    translator = Translator.from_preset("tiny", source_length=8, target_length=6,
+                                        num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16)
+    generator = Generator.from_preset("tiny", sequence_length=8, num_layers=1, hidden_dim=16)
     translator.translate(["seven"], beam_width=2)
     generator.generate(["ab"], max_new_tokens=2)
     for name, model in (("translator", translator), ("generator", generator)):
-        export(model, str(tmp_path / name))
-        assert (tmp_path / name / "saved_model.pb").exists()
+        export(model, str(tmp_path / name), jit_compile=False)  # no XLA: quicker to write
+        served = tf.saved_model.load(str(tmp_path / name))
+        assert sorted(served.signatures) == sorted(
+            ["serving_default", "translate" if name == "translator" else "generate", "logits"])
 
 
 def test_export_arguments_are_checked(tmp_path):
