@@ -3,11 +3,14 @@
 TensorFlow keeps native memory from every model a test compiles and trains
 (tens to hundreds of MiB each, not returned by `gc` or
 `keras.backend.clear_session`), so one process running the whole suite grew
-past 14 GB. Here the pytest process collects and reports as usual, while the
-tests run in child pytest processes, a few at a time; each child asks for one
-test module at a time and exits once it has grown past a memory limit, and a
-fresh child takes the next module. A module always runs whole in one child, so
-module-scoped fixtures are shared as they are in-process; a module marked
+past 14 GB. Here the pytest process reports as usual, while the tests run in
+child pytest processes, a few at a time; each child asks for one test module
+at a time and exits once it has grown past a memory limit, and a fresh child
+takes the next module. The parent itself imports no test module (a child
+collects for it), so it holds no TensorFlow; each worker collects only the
+modules still queued when it starts. A module runs whole in one child unless
+memory splits it (below), so module-scoped fixtures are shared as they are
+in-process; a module marked
 `pytest.mark.spread_across_workers` (tests that share nothing, such as the
 tutorials, each a minute in a fresh process) gives each test to whichever
 worker is free.
@@ -28,7 +31,8 @@ Options (also read from the environment, so the README's plain
   without bound.
 - `--isolation-tree-memory-mb MB` (`KERAS_ATTN_TEST_TREE_MEMORY_MB`, default
   3584): while the whole process tree uses more, a worker that asks for the
-  next module waits until the tree shrinks or the other workers are done.
+  next module waits until the tree shrinks or the other workers are done, and
+  a worker above `--isolation-memory-mb` hands the rest of its module on.
 - `--isolation-report PATH`: one JSON line per unit (a module, or a spread
   test) with its wall seconds, the worker's resident MiB before and after and
   its peak, and the peak PSS of the worker with the processes it started; then
@@ -369,6 +373,7 @@ def _child_loop(session):
     items = {item.nodeid: item for item in session.items}
     limit = config.getoption("isolation_memory_mb")
     split_limit = config.getoption("isolation_split_memory_mb")
+    tree_limit = config.getoption("isolation_tree_memory_mb")
     while True:
         channel.send("next")
         unit = [items[nodeid] for nodeid in channel.receive()]
@@ -382,7 +387,7 @@ def _child_loop(session):
             nextitem = unit[index + 1] if index + 1 < len(unit) else None
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             done += 1
-            if nextitem is not None and _resident_mb() > split_limit:
+            if nextitem is not None and _should_hand_back(limit, split_limit, tree_limit):
                 break  # the rest of the unit goes to a fresh worker
         resident = _resident_mb()
         channel.send(
@@ -396,6 +401,19 @@ def _child_loop(session):
         if resident > limit:
             channel.send("recycle", resident_mb=round(resident))
             return True
+
+
+def _should_hand_back(limit, split_limit, tree_limit):
+    """Whether a worker hands the rest of its module on after a test: past
+    `split_limit` itself, or past `limit` while the whole process tree (the
+    parent's, read from /proc) is over `tree_limit`."""
+    resident = _resident_mb()
+    if resident > split_limit:
+        return True
+    if resident <= limit:
+        return False
+    parents = _process_parents()
+    return sum(_pss_mb(pid) for pid in _descendants(os.getppid(), parents)) > tree_limit
 
 
 def pytest_runtest_logstart(nodeid, location):
@@ -462,6 +480,7 @@ class _Worker:
         self.waiting = False  # asked for a unit, none handed out yet
         self.handed = []  # node ids of the unit handed out last
         self.tree_peak_mb = 0.0  # of this worker and its subprocesses, this unit
+        self.modules = set()  # the test modules it collected
 
     def send(self, nodeids):
         try:
@@ -504,7 +523,6 @@ class _IsolatedRun:
         self.directory.mkdir(exist_ok=True)
         self.items_path = self.directory / "items.json"
         self.items_path.write_text(json.dumps(list(self.items)), encoding="utf-8")
-        modules = sorted({str(item.path) for item in session.items})
         self.command = [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
             "-o", "addopts=", "--isolation=off",
@@ -514,6 +532,8 @@ class _IsolatedRun:
             "--isolation-memory-mb", str(self.config.getoption("isolation_memory_mb")),
             "--isolation-split-memory-mb",
             str(self.config.getoption("isolation_split_memory_mb")),
+            "--isolation-tree-memory-mb",
+            str(self.config.getoption("isolation_tree_memory_mb")),
         ]
         if self.config.inipath is not None:
             self.command += ["-c", str(self.config.inipath)]
@@ -523,7 +543,6 @@ class _IsolatedRun:
                 self.command += ["-p", args[index + 1]]
             elif arg.startswith("-p") and len(arg) > 2:
                 self.command.append(arg)
-        self.modules = modules
         self.measurements = []
         self.test_seconds = collections.Counter()  # setup + call + teardown of each test
         self.tree_peak_mb = 0.0
@@ -535,16 +554,23 @@ class _IsolatedRun:
     def stopping(self):
         return bool(self.session.shouldfail or self.session.shouldstop)
 
+    def module_of(self, unit):
+        return str(self.items[unit[0]].path)
+
     def start_worker(self):
+        # A worker collects (imports) only the modules still queued: one
+        # started late imports fewer of them, and takes less memory and time.
+        modules = sorted({self.module_of(unit) for unit in self.units})
         self.started += 1
         worker = _Worker(
             self.started,
             self.command + ["--basetemp", str(self.directory / f"worker{self.started}")]
-            + self.modules,
+            + modules,
             self.config.invocation_params.dir,
             self.directory / f"worker{self.started}.log",
             self.environment,
         )
+        worker.modules = set(modules)
         self.workers.append(worker)
         self.selector.register(worker.messages_fd, selectors.EVENT_READ, worker)
 
@@ -602,8 +628,12 @@ class _IsolatedRun:
         for worker in self.workers:
             if not worker.waiting:
                 continue
-            if self.units and not self.stopping():
-                worker.unit = list(self.units.popleft())
+            # The first queued unit this worker collected; none (a module
+            # handed back after it started): it exits, a fresh one follows.
+            runnable = [unit for unit in self.units if self.module_of(unit) in worker.modules]
+            if runnable and not self.stopping():
+                worker.unit = list(runnable[0])
+                self.units.remove(runnable[0])
             else:
                 worker.unit = []
             worker.handed = list(worker.unit)

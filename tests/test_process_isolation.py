@@ -54,7 +54,7 @@ MODULES = {
 
 def _run_suite(tmp_path, *options, modules=MODULES, cache=False):
     suite = tmp_path / "suite"
-    suite.mkdir()
+    suite.mkdir(parents=True)
     for name, source in modules.items():
         (suite / name).write_text(textwrap.dedent(source))
     (suite / "pytest.ini").write_text(
@@ -240,3 +240,34 @@ def test_a_collection_error_is_reported_by_the_parent(tmp_path):
     assert result.returncode == 2, output
     assert "ERROR collecting test_broken.py" in output and "SyntaxError" in output, output
     assert "1 error" in output, output
+
+
+def _imports(imports, name):
+    return sum(1 for path in imports.iterdir() if path.name.startswith(f"{name}_"))
+
+
+def test_late_workers_import_only_queued_modules_and_a_full_tree_splits_modules(
+    tmp_path, monkeypatch
+):
+    # One worker, replaced after every module (1 MiB limit); under a 1 MiB
+    # tree budget the worker also hands its module on after every test.
+    for budget, per_test in (("100000", False), ("1", True)):
+        imports = tmp_path / f"imports_{budget}"
+        imports.mkdir()
+        monkeypatch.setenv("IMPORTS_DIR", str(imports))
+        result, basetemp = _run_suite(
+            tmp_path / budget, "--isolation-workers", "1", "--isolation-memory-mb", "1",
+            "--isolation-split-memory-mb", "100000", "--isolation-tree-memory-mb", budget,
+            modules=RECORDING_MODULES,
+        )
+        assert "4 passed" in result.stdout, result.stdout + result.stderr
+        logs = list((basetemp / "isolation").glob("worker*.log"))
+        if per_test:
+            # a::one, a::two (each worker imports a and b), b::one, b::two
+            # (a is done: those two import b only); plus the collector's.
+            assert len(logs) == 4
+            assert (_imports(imports, "a"), _imports(imports, "b")) == (3, 5)
+        else:
+            # Worker 1 runs a (imports a, b); worker 2 runs b (imports b only).
+            assert len(logs) == 2
+            assert (_imports(imports, "a"), _imports(imports, "b")) == (2, 3)
