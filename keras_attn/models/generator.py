@@ -483,8 +483,9 @@ class Generator(Task):
         return output
 
     def _decode_function(self):
-        """The compiled `_decode`: XLA unless `compile(jit_compile=False)`."""
-        jit_compile = bool(self.jit_compile) if self.compiled else True
+        """The compiled `_decode`: XLA unless `compile` chose otherwise
+        (`jit_compile=False`, or "auto" for a model XLA does not pay for)."""
+        jit_compile = bool(getattr(self, "decoding_jit_compile", True)) if self.compiled else True
         functions = self._untracked.functions
         key = "decode" if jit_compile else "decode_without_xla"
         if key not in functions:

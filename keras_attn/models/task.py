@@ -351,7 +351,9 @@ class Task(keras.Model):
                 `fit` or `evaluate` after compiling runs at least
                 `XLA_CPU_MIN_STEPS` steps (a shorter run never repays the
                 compile time; `keras_attn.training.compilation`). Keras'
-                own `"auto"` would turn it off on every CPU.
+                own `"auto"` would turn it off on every CPU. Decoding
+                (`generate`) keeps the choice made here, whatever the run
+                length: `decoding_jit_compile`.
             **kwargs: passed to `keras.Model.compile`.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
@@ -372,6 +374,9 @@ class Task(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
         self._jit_compile_auto = jit_compile_auto
+        # Decoding loops run many steps a call: they keep this choice, which
+        # a short run's fit does not change (`_settle_jit_compile`).
+        self.decoding_jit_compile = jit_compile
 
     def compile_from_config(self, config):
         """Restores a saved compile state (`.keras` files). `compile` above

@@ -17,7 +17,6 @@ def _compile_classifier(classifier):
         optimizer=keras.optimizers.Adam(2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        jit_compile=True,
     )
     return classifier
 

@@ -15,7 +15,6 @@ def _compile(classifier):
     classifier.compile(
         optimizer=keras.optimizers.Adam(5e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=True,
     )
     return classifier
 

@@ -89,6 +89,10 @@ def test_auto_keeps_xla_on_a_cpu_only_for_runs_that_repay_compiling(monkeypatch)
     assert short.jit_compile is True  # nothing run yet
     short.fit(_alphabet_dataset(short, 16), epochs=2, verbose=0)  # 4 steps
     assert short.jit_compile is False
+    # Decoding keeps compile's choice: its loop runs many steps a call.
+    assert short.decoding_jit_compile is True
+    short.generate(["ab"], max_new_tokens=2)
+    assert list(short._untracked.functions) == ["decode"]
     short.fit(_alphabet_dataset(short, 64), epochs=2, verbose=0)  # step function kept
     assert short.jit_compile is False
 
