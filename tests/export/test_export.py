@@ -102,27 +102,27 @@ def classifier():
 # tracks (test_a_model_that_has_decoded_still_exports).
 
 
+def _exported(tmp_path_factory, model, name, **options):
+    path = str(tmp_path_factory.mktemp("exports") / name)
+    export(model, path, **options)
+    return path
+
+
 @pytest.fixture(scope="module")
 def generator_export(tmp_path_factory, generator):
     generator.generate(["ab"], max_new_tokens=2)
-    path = str(tmp_path_factory.mktemp("exports") / "generator")
-    export(generator, path, max_new_tokens=6)
-    return path
+    return _exported(tmp_path_factory, generator, "generator", max_new_tokens=6)
 
 
 @pytest.fixture(scope="module")
 def translator_export(tmp_path_factory, translator):
     translator.translate(["seven"], beam_width=2)
-    path = str(tmp_path_factory.mktemp("exports") / "translator")
-    export(translator, path, beam_width=3)
-    return path
+    return _exported(tmp_path_factory, translator, "translator", beam_width=3)
 
 
 @pytest.fixture(scope="module")
 def classifier_export(tmp_path_factory, classifier):
-    path = str(tmp_path_factory.mktemp("exports") / "classifier")
-    export(classifier, path)
-    return path
+    return _exported(tmp_path_factory, classifier, "classifier")
 
 
 # The last prompt is cut to fit; the others decode in shorter buffers in
