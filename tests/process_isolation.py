@@ -630,10 +630,11 @@ class _IsolatedRun:
                 continue
             # The first queued unit this worker collected; none (a module
             # handed back after it started): it exits, a fresh one follows.
-            runnable = [unit for unit in self.units if self.module_of(unit) in worker.modules]
-            if runnable and not self.stopping():
-                worker.unit = list(runnable[0])
-                self.units.remove(runnable[0])
+            runnable = next(
+                (unit for unit in self.units if self.module_of(unit) in worker.modules), None)
+            if runnable is not None and not self.stopping():
+                worker.unit = list(runnable)
+                self.units.remove(runnable)
             else:
                 worker.unit = []
             worker.handed = list(worker.unit)

@@ -412,9 +412,7 @@ class Task(keras.Model):
         function of a run of `steps` steps: XLA only if it pays for this
         model here and the run repays compiling."""
         if getattr(self, "_jit_compile_auto", False) and getattr(self, function, None) is None:
-            self.jit_compile = resolve_jit_compile(
-                "auto", self.backbone.hidden_dim, self.backbone.dtype_policy.compute_dtype
-            ) and xla_repays_compiling(steps)
+            self.jit_compile = self.decoding_jit_compile and xla_repays_compiling(steps)
 
     def ignored_label(self):
         """The label id the default loss and metrics skip: the tokenizer's
