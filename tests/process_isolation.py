@@ -35,12 +35,23 @@ Options (also read from the environment, so the README's plain
   a worker above `--isolation-memory-mb` hands the rest of its module on.
 - `--isolation-report PATH`: one JSON line per unit (a module, or a spread
   test) with its wall seconds, the worker's resident MiB before and after and
-  its peak, and the peak PSS of the worker with the processes it started; then
-  one line per test with its seconds (setup, call and teardown), slowest first.
+  its peak, the peak PSS of the worker with the processes it started and how
+  far that rose during the unit (`growth_mb`); then one line per test with its
+  seconds (setup, call and teardown), slowest first.
+- `--isolation-profile PATH` (`KERAS_ATTN_TEST_PROFILE`, default
+  `tests/isolation_profile.json` where it exists): each unit's seconds and
+  memory growth from an earlier run, written by
+  `--isolation-save-profile PATH`. A fresh clone (CI) has no pytest cache;
+  the committed profile gives it the same plan.
 
 Units start longest first, by the seconds the last run recorded in pytest's
-cache (without one, the spread tests first), so that no long unit is left
-running alone at the end.
+cache, else the profile's (without either, the spread tests first), so that
+no long unit is left running alone at the end. A unit starts beside running
+ones only if the profile's growth for it, added to the tree's present size
+and the growth still expected of the running units, stays within
+`--isolation-tree-memory-mb`; otherwise the worker takes the longest queued
+unit that fits and ends before the running ones are expected to, or waits.
+A unit the profile does not know is expected to grow by 1 GiB.
 
 The terminal summary names the slowest and the largest units and the peak
 memory of the whole process tree (this process, the workers and everything
@@ -65,6 +76,8 @@ import pytest
 
 _CHILD_OPTION = "--isolation-child"
 _CACHE_KEY = "keras_attn/isolation_unit_seconds"
+_DEFAULT_PROFILE = os.path.join("tests", "isolation_profile.json")
+_UNKNOWN_GROWTH_MB = 1024.0  # a unit the profile has not seen
 
 
 def _environment_int(name, default):
@@ -178,6 +191,17 @@ def pytest_addoption(parser):
         "--isolation-report",
         default=None,
         help="write one JSON line per module: seconds, worker and subprocess memory",
+    )
+    group.addoption(
+        "--isolation-profile",
+        default=os.environ.get("KERAS_ATTN_TEST_PROFILE"),
+        help="each unit's seconds and memory growth from an earlier run (JSON written by "
+             f"--isolation-save-profile; default {_DEFAULT_PROFILE} where it exists)",
+    )
+    group.addoption(
+        "--isolation-save-profile",
+        default=None,
+        help="write each unit's seconds and memory growth in this run as a JSON profile",
     )
     group.addoption(_CHILD_OPTION, default=None, help="internal: file descriptors to the parent")
     group.addoption("--isolation-items", default=None, help="internal: node ids to collect")
@@ -361,7 +385,34 @@ def pytest_collection_modifyitems(session, config, items):
 _child = {}  # "config" and "channel" in a child process
 
 
+def _read_profile(config):
+    """`{unit: {"seconds", "growth_mb"}}` from `--isolation-profile` (or the
+    default file where it exists), else {}; a file that is not a profile is a
+    usage error naming it."""
+    path = config.getoption("isolation_profile")
+    if path is None:
+        default = config.rootpath / _DEFAULT_PROFILE
+        if not default.exists():
+            return {}
+        path = str(default)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            units = json.load(handle)["units"]
+        for unit, record in units.items():
+            if not all(isinstance(record.get(key), (int, float))
+                       for key in ("seconds", "growth_mb")):
+                raise ValueError(f"unit {unit!r} lacks numeric seconds and growth_mb")
+        return units
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise pytest.UsageError(
+            f"--isolation-profile: cannot read a profile from {path!r} (expected the JSON "
+            f"that --isolation-save-profile writes: {{\"units\": {{unit: {{\"seconds\", "
+            f"\"growth_mb\"}}}}}}): {error}") from None
+
+
 def pytest_configure(config):
+    if not _is_child(config) and _may_isolate(config):
+        _read_profile(config)  # a bad file fails before any test runs
     if _is_child(config):
         _child["config"] = config
         _child["channel"] = _Channel(config.getoption(_CHILD_OPTION))
@@ -480,6 +531,11 @@ class _Worker:
         self.waiting = False  # asked for a unit, none handed out yet
         self.handed = []  # node ids of the unit handed out last
         self.tree_peak_mb = 0.0  # of this worker and its subprocesses, this unit
+        self.current_mb = 0.0  # of this worker and its subprocesses, last sample
+        self.start_mb = 0.0  # current_mb when its unit was handed out
+        self.started_at = 0.0
+        self.expected_seconds = 0.0  # the profile's, for its unit (None: unknown)
+        self.expected_growth_mb = 0.0
         self.modules = set()  # the test modules it collected
 
     def send(self, nodeids):
@@ -513,6 +569,7 @@ class _IsolatedRun:
             spread = item.get_closest_marker("spread_across_workers") is not None
             key = item.nodeid if spread else item.nodeid.split("::")[0]
             units.setdefault(key, []).append(item.nodeid)
+        self.profile = self.read_profile()
         self.units = collections.deque(self.longest_first(units))
         self.selector = selectors.DefaultSelector()
         self.workers = []
@@ -546,6 +603,7 @@ class _IsolatedRun:
         self.measurements = []
         self.test_seconds = collections.Counter()  # setup + call + teardown of each test
         self.tree_peak_mb = 0.0
+        self.tree_peak_units = []  # the units running when the tree peaked
         self.tree_mb = 0.0
         self.tree_budget_mb = self.config.getoption("isolation_tree_memory_mb")
         self.next_sample = 0.0
@@ -597,17 +655,30 @@ class _IsolatedRun:
             raise self.session.Interrupted(self.session.shouldstop)
         return True
 
-    def longest_first(self, units):
-        """The units, those that took longest in the last run first (so no long
-        one is left running alone at the end); without a record, the spread
-        tests (each a fresh process: tutorials, examples) first."""
+    def read_profile(self):
+        """The profile file's `{unit: {"seconds", "growth_mb"}}`, with the
+        seconds of the last run in pytest's cache where it has them."""
+        profile = {unit: dict(record) for unit, record in _read_profile(self.config).items()}
         cache = getattr(self.config, "cache", None)
-        seconds = cache.get(_CACHE_KEY, {}) if cache is not None else {}
+        for unit, seconds in (cache.get(_CACHE_KEY, {}) if cache is not None else {}).items():
+            profile.setdefault(unit, {})["seconds"] = seconds
+        return profile
 
+    def expected(self, unit, key):
+        """The profile's `seconds` or `growth_mb` for a unit (its node ids), or
+        None where it has no record."""
+        return self.profile.get(self.unit_name(unit), {}).get(key)
+
+    def longest_first(self, units):
+        """The units, those that took longest in the last run (or the profile)
+        first, so no long one is left running alone at the end; without a
+        record, the spread tests (each a fresh process: tutorials, examples)
+        first."""
         def cost(key):
-            if not seconds:  # no record: the spread tests first
+            if not self.profile:  # no record: the spread tests first
                 return 1.0 if "::" in key else 0.0
-            return seconds.get(key, float("inf"))  # a unit not seen yet may be long
+            seconds = self.expected(units[key], "seconds")
+            return float("inf") if seconds is None else seconds  # an unseen unit may be long
 
         order = sorted(units, key=lambda key: -cost(key))  # stable: collection order on ties
         return [units[key] for key in order]
@@ -628,20 +699,55 @@ class _IsolatedRun:
         for worker in self.workers:
             if not worker.waiting:
                 continue
-            # The first queued unit this worker collected; none (a module
-            # handed back after it started): it exits, a fresh one follows.
-            runnable = next(
-                (unit for unit in self.units if self.module_of(unit) in worker.modules), None)
-            if runnable is not None and not self.stopping():
-                worker.unit = list(runnable)
-                self.units.remove(runnable)
+            # The queued units this worker collected; none (a module handed
+            # back after it started): it exits, a fresh one follows.
+            runnable = [unit for unit in self.units if self.module_of(unit) in worker.modules]
+            if runnable and not self.stopping():
+                chosen = self.choose(worker, runnable)
+                if chosen is None:
+                    continue  # asked again after the next sample or finish
+                worker.unit = list(chosen)
+                self.units.remove(chosen)
             else:
                 worker.unit = []
             worker.handed = list(worker.unit)
             worker.waiting = False
+            worker.start_mb = worker.current_mb
+            worker.started_at = time.monotonic()
+            worker.expected_seconds = self.expected(worker.unit, "seconds") if worker.unit else 0
+            growth = self.expected(worker.unit, "growth_mb") if worker.unit else 0
+            worker.expected_growth_mb = _UNKNOWN_GROWTH_MB if growth is None else growth
             worker.send(worker.unit)
-            if self.tree_mb > self.tree_budget_mb:
-                break
+
+    def choose(self, worker, runnable):
+        """The unit `worker` runs next: the first (longest) whose expected
+        growth fits the tree's budget beside the running units; else the first
+        that fits and is expected to end before they do (it delays no one);
+        else, with nothing else running, the first; else None (wait)."""
+        others = [other for other in self.workers if other is not worker and other.unit]
+        if not others:
+            return runnable[0]
+        now = time.monotonic()
+        # What the running units may still add: their expected growth, less
+        # what they have grown already.
+        pending = sum(max(0.0, other.start_mb + other.expected_growth_mb - other.current_mb)
+                      for other in others)
+
+        def fits(unit):
+            growth = self.expected(unit, "growth_mb")
+            growth = _UNKNOWN_GROWTH_MB if growth is None else growth
+            return self.tree_mb + pending + growth <= self.tree_budget_mb
+
+        if fits(runnable[0]):
+            return runnable[0]
+        ends = [other.started_at + other.expected_seconds - now
+                for other in others if other.expected_seconds is not None]
+        window = max(ends) if ends else 0.0
+        for unit in runnable[1:]:
+            seconds = self.expected(unit, "seconds")
+            if seconds is not None and seconds <= window and fits(unit):
+                return unit
+        return None
 
     def sample_memory(self):
         now = time.monotonic()
@@ -651,11 +757,13 @@ class _IsolatedRun:
         parents = _process_parents()
         sizes = {pid: _pss_mb(pid) for pid in _descendants(os.getpid(), parents)}
         self.tree_mb = sum(sizes.values())
-        self.tree_peak_mb = max(self.tree_peak_mb, self.tree_mb)
+        if self.tree_mb > self.tree_peak_mb:
+            self.tree_peak_mb = self.tree_mb
+            self.tree_peak_units = [self.unit_name(w.handed) for w in self.workers if w.unit]
         for worker in self.workers:
-            worker_mb = sum(sizes.get(pid, 0.0)
-                            for pid in _descendants(worker.process.pid, parents))
-            worker.tree_peak_mb = max(worker.tree_peak_mb, worker_mb)
+            worker.current_mb = sum(sizes.get(pid, 0.0)
+                                    for pid in _descendants(worker.process.pid, parents))
+            worker.tree_peak_mb = max(worker.tree_peak_mb, worker.current_mb)
         if any(worker.waiting for worker in self.workers):
             self.hand_out()
 
@@ -668,6 +776,17 @@ class _IsolatedRun:
             cache.set(_CACHE_KEY, seconds)
         _summary["measurements"] = self.measurements
         _summary["tree_peak_mb"] = self.tree_peak_mb
+        _summary["tree_peak_units"] = self.tree_peak_units
+        path = self.config.getoption("isolation_save_profile")
+        if path and self.measurements:
+            units = collections.defaultdict(lambda: {"seconds": 0.0, "growth_mb": 0})
+            for measurement in self.measurements:  # a split module: seconds add up
+                unit = units[measurement["unit"]]
+                unit["seconds"] = round(unit["seconds"] + measurement["seconds"], 1)
+                unit["growth_mb"] = max(unit["growth_mb"], measurement["growth_mb"])
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump({"units": dict(sorted(units.items()))}, handle, indent=0)
+                handle.write("\n")
         path = self.config.getoption("isolation_report")
         if path:
             with open(path, "w", encoding="utf-8") as report:
@@ -728,6 +847,7 @@ class _IsolatedRun:
             measurement["unit"] = self.unit_name(worker.handed)
             measurement["worker"] = worker.number
             measurement["with_subprocesses_peak_mb"] = round(worker.tree_peak_mb)
+            measurement["growth_mb"] = round(max(0.0, worker.tree_peak_mb - worker.start_mb))
             worker.tree_peak_mb = 0.0
             self.measurements.append(measurement)
 
@@ -804,7 +924,8 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("process isolation")
     write(
         f"{len(measurements)} units; peak memory of the whole process tree "
-        f"{_summary['tree_peak_mb']:.0f} MiB (proportional set size, sampled every second)"
+        f"{_summary['tree_peak_mb']:.0f} MiB (proportional set size, sampled every second), "
+        f"while running: {', '.join(_summary['tree_peak_units']) or 'nothing'}"
     )
     for title, key in (("slowest", "seconds"), ("largest", "with_subprocesses_peak_mb")):
         write(f"{title} units: seconds, worker's peak resident MiB, "

@@ -114,7 +114,7 @@ TIMED_MODULES = {
 
         def test_sleeps(tmp_path):
             started = time.time()
-            time.sleep({1.5 + index})
+            time.sleep({1.0 + 0.5 * index})
             (tmp_path.parent.parent / "span_{index}").write_text(f"{{started}} {{time.time()}}")
     """
     for index in range(3)
@@ -149,11 +149,12 @@ def test_over_the_tree_budget_a_worker_waits_for_the_other(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     units = [row for row in rows if "unit" in row]
     assert sorted(row["unit"] for row in units) == sorted(TIMED_MODULES)
-    assert all(row["seconds"] >= 1.5 and row["with_subprocesses_peak_mb"] > 0 for row in units)
+    assert all(row["seconds"] >= 1.0 and row["with_subprocesses_peak_mb"] > 0
+               and row["growth_mb"] >= 0 for row in units)
     tests = [row for row in rows if "test" in row]
     assert sorted(row["test"] for row in tests) == sorted(f"{name}::test_sleeps"
                                                           for name in TIMED_MODULES)
-    assert all(row["seconds"] >= 1.5 for row in tests)
+    assert all(row["seconds"] >= 1.0 for row in tests)
 
 
 def test_off_runs_in_this_process(tmp_path):
@@ -163,15 +164,33 @@ def test_off_runs_in_this_process(tmp_path):
     assert not (basetemp / "isolation").exists()
 
 
-def test_units_start_longest_first_after_a_recorded_run(tmp_path):
+def _start_order(basetemp):
+    return [path.name for path in sorted(basetemp.glob("isolation/span_*"),
+                                         key=lambda path: path.read_text())]
+
+
+def _profile(tmp_path, units):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"units": units}))
+    return str(path)
+
+
+def test_units_start_longest_first_after_a_recorded_run_or_from_a_profile(tmp_path):
     # Run 1 records each module's seconds in pytest's cache (in the suite's
-    # folder); run 2, on one worker, starts with the longest.
-    result, basetemp = _run_suite(tmp_path, "--isolation-workers", "1", modules=TIMED_MODULES,
-                                  cache=True)
+    # folder) and saves a profile; run 2, on one worker, starts with the
+    # longest; so does a run without the cache (a fresh clone) given the profile.
+    saved = tmp_path / "saved.json"
+    result, basetemp = _run_suite(tmp_path, "--isolation-workers", "1",
+                                  "--isolation-save-profile", str(saved),
+                                  modules=TIMED_MODULES, cache=True)
     assert "3 passed" in result.stdout, result.stdout + result.stderr
-    first = [path.name for path in sorted(basetemp.glob("isolation/span_*"),
-                                          key=lambda path: path.read_text())]
-    assert first == ["span_0", "span_1", "span_2"]  # collection order
+    assert _start_order(basetemp) == ["span_0", "span_1", "span_2"]  # collection order
+    units = json.loads(saved.read_text())["units"]
+    assert sorted(units) == sorted(TIMED_MODULES)
+    assert [units[f"test_timed_{index}.py"]["seconds"] >= 1.0 + 0.5 * index
+            for index in range(3)] == [True] * 3
+    assert all(unit["growth_mb"] >= 0 for unit in units.values())
+
     for path in basetemp.glob("isolation/span_*"):
         path.unlink()
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
@@ -182,9 +201,53 @@ def test_units_start_longest_first_after_a_recorded_run(tmp_path):
         cwd=tmp_path / "suite", env=environment, capture_output=True, text=True, timeout=300,
     )
     assert "3 passed" in result.stdout, result.stdout + result.stderr
-    second = [path.name for path in sorted(basetemp.glob("isolation/span_*"),
-                                           key=lambda path: path.read_text())]
-    assert second == ["span_2", "span_1", "span_0"]  # longest (2.5 s sleep) first
+    assert _start_order(basetemp) == ["span_2", "span_1", "span_0"]  # longest (2 s sleep) first
+
+    result, basetemp = _run_suite(tmp_path / "replay", "--isolation-workers", "1",
+                                  "--isolation-profile", str(saved), modules=TIMED_MODULES)
+    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    assert _start_order(basetemp) == ["span_2", "span_1", "span_0"]
+
+
+def test_units_expected_to_overflow_the_tree_budget_do_not_run_side_by_side(tmp_path):
+    # Expected to grow by 3 GiB each, two units never run side by side under
+    # the default 3.5 GiB tree budget; growing by 1 MiB, they do.
+    for growth, together in [(3072, False), (1, True)]:
+        profile = _profile(tmp_path, {name: {"seconds": 1.0 + 0.5 * index, "growth_mb": growth}
+                                      for index, name in enumerate(TIMED_MODULES)})
+        result, basetemp = _run_suite(tmp_path / f"growth_{growth}", "--isolation-workers", "2",
+                                      "--isolation-profile", profile, modules=TIMED_MODULES)
+        assert "3 passed" in result.stdout, result.stdout + result.stderr
+        spans = _spans(basetemp)
+        overlap = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+        assert overlap is together, spans
+
+
+def test_a_short_unit_fills_the_wait_beside_a_long_one(tmp_path):
+    # The longest queued unit does not fit beside the running one, but a
+    # short one that fits and ends before it does runs meanwhile.
+    modules = dict(TIMED_MODULES)
+    profile = _profile(tmp_path, {
+        "test_timed_2.py": {"seconds": 2.0, "growth_mb": 2048},
+        "test_timed_1.py": {"seconds": 1.5, "growth_mb": 2048},
+        "test_timed_0.py": {"seconds": 1.0, "growth_mb": 1},
+    })
+    result, basetemp = _run_suite(tmp_path / "suite_run", "--isolation-workers", "2",
+                                  "--isolation-profile", profile, modules=modules)
+    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    spans = {path.name: tuple(map(float, path.read_text().split()))
+             for path in (basetemp / "isolation").glob("span_*")}
+    longest, middle, short = spans["span_2"], spans["span_1"], spans["span_0"]
+    assert short[0] < longest[1] and short[1] <= longest[1] + 0.5  # beside the longest
+    assert middle[0] >= longest[1]  # the large one waited
+
+
+def test_a_file_that_is_not_a_profile_is_a_usage_error(tmp_path):
+    profile = _profile(tmp_path, {"test_first.py": {"seconds": 1.0}})
+    result, _ = _run_suite(tmp_path / "run", "--isolation-profile", profile)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--isolation-profile" in result.stderr and "growth_mb" in result.stderr
+    assert profile in result.stderr
 
 
 def test_without_a_record_the_spread_tests_start_first(tmp_path):
