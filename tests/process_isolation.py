@@ -524,6 +524,8 @@ class _Worker:
         os.close(command_read)
         os.close(message_write)
         self.number = number
+        self.spawned_at = time.monotonic()
+        self.ready_after = None  # seconds from its start to asking for a unit
         self.buffer = b""
         self.unit = []  # node ids handed over and not finished
         self.running = None  # (node id, location) of the test in progress
@@ -601,6 +603,7 @@ class _IsolatedRun:
             elif arg.startswith("-p") and len(arg) > 2:
                 self.command.append(arg)
         self.measurements = []
+        self.start_up_seconds = []  # of each worker, until it asked for a unit
         self.test_seconds = collections.Counter()  # setup + call + teardown of each test
         self.tree_peak_mb = 0.0
         self.tree_peak_units = []  # the units running when the tree peaked
@@ -777,6 +780,7 @@ class _IsolatedRun:
         _summary["measurements"] = self.measurements
         _summary["tree_peak_mb"] = self.tree_peak_mb
         _summary["tree_peak_units"] = self.tree_peak_units
+        _summary["start_up_seconds"] = self.start_up_seconds
         path = self.config.getoption("isolation_save_profile")
         if path and self.measurements:
             units = collections.defaultdict(lambda: {"seconds": 0.0, "growth_mb": 0})
@@ -819,6 +823,9 @@ class _IsolatedRun:
         hook = self.config.hook
         kind = message["kind"]
         if kind == "next":
+            if worker.ready_after is None:  # collected: its start-up is over
+                worker.ready_after = time.monotonic() - worker.spawned_at
+                self.start_up_seconds.append(worker.ready_after)
             worker.waiting = True
             self.hand_out()
         elif kind == "start":
@@ -927,6 +934,9 @@ def pytest_terminal_summary(terminalreporter):
         f"{_summary['tree_peak_mb']:.0f} MiB (proportional set size, sampled every second), "
         f"while running: {', '.join(_summary['tree_peak_units']) or 'nothing'}"
     )
+    start_ups = _summary["start_up_seconds"]
+    write(f"{len(start_ups)} workers started, {sum(start_ups):.0f} s in all until each "
+          f"had collected its tests (longest {max(start_ups, default=0):.1f} s)")
     for title, key in (("slowest", "seconds"), ("largest", "with_subprocesses_peak_mb")):
         write(f"{title} units: seconds, worker's peak resident MiB, "
               f"worker + subprocesses peak PSS MiB")

@@ -144,29 +144,6 @@ def test_train_writes_a_run_per_recipe(trained):
     assert "data.test: 10% held out of" in runs["generator"].stdout
 
 
-def test_time_budget_option_reaches_the_run(tmp_path, capsys):
-    recipe = os.path.join(ZOO, "generator_tiny_alphabet.yaml")
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["train", recipe, "--time-budget", "0"])
-    assert exit_info.value.code == 2
-    assert "argument --time-budget: must be a positive number of seconds (got '0')" in (
-        capsys.readouterr().err)
-    # A millisecond is spent before training starts (loading the data), so the
-    # run goes straight to evaluating and saving the untrained model.
-    output_dir = tmp_path / "run"
-    assert main(["train", recipe, "--output-dir", str(output_dir), "--time-budget", "0.001",
-                 "--set", "data.train.num_examples=64", "--set", "data.test.num_examples=8",
-                 "--set", "model.num_layers=1", "--verbose", "0"]) == 0
-    record = json.loads((output_dir / "metrics.json").read_text())
-    assert record["recipe"]["training"]["time_budget"] == 0.001
-    training = record["training"]
-    assert training["time_budget"] == 0.001 and training["stopped_by_budget"] is True
-    assert training["steps"] == 0 and training["epochs_reached"] == 0
-    assert training["budget_seconds_spent"] >= 0.001
-    assert record["metrics"]["examples"] == 8 and (output_dir / "preset" / "config.json").is_file()
-    assert "the time budget is spent" in capsys.readouterr().out
-
-
 def test_evaluate_prints_the_metrics_as_json(trained, tmp_path):
     root, _ = trained
     result = _cli("evaluate", str(root / "translator"), "--data", "number_words",
@@ -219,6 +196,81 @@ def test_a_finished_run_is_refused_with_one_error_line(trained):
     assert "holds a finished run" in _error_line(result)
 
 
+def test_wrong_model_kind_and_empty_input(trained, capsys, monkeypatch):
+    root, _ = trained
+    assert main(["generate", str(root / "classifier"), "abc"]) == 2
+    assert "holds a classifier, not a generator" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
+    assert main(["classify", str(root / "classifier")]) == 2
+    assert "no input" in capsys.readouterr().err
+
+
+def test_export_then_serve_check_in_a_tensorflow_only_process(trained, tmp_path):
+    root, runs = trained
+    export_dir = tmp_path / "classifier_export"
+    result = _cli("export", str(root / "classifier"), str(export_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (export_dir / "saved_model.pb").is_file()
+    texts = ["the film was not bad", "the plot was dull"]
+    python = _cli("classify", str(root / "classifier"), *texts)
+    served = _cli("serve-check", str(export_dir), *texts, "--repeats", "2")
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "TensorFlow only" in served.stderr and "ms" in served.stderr
+    # The same labels as the Python API, line by line.
+    python_labels = [line.split("\t")[0] for line in python.stdout.strip().splitlines()]
+    served_lines = served.stdout.strip().splitlines()
+    assert len(served_lines) == 2
+    for text, label, line in zip(texts, python_labels, served_lines):
+        assert line.startswith(text + "\t") and f"labels={label}" in line
+    again = _cli("export", str(root / "classifier"), str(export_dir))
+    assert again.returncode == 2 and "already exists" in _error_line(again)
+    wrong = _cli("export", str(root / "classifier"), str(tmp_path / "x"), "--beam-width", "2")
+    assert wrong.returncode == 2
+    assert "--beam-width does not apply to a classifier" in _error_line(wrong)
+
+
+def test_prune_writes_a_smaller_preset_and_reports_the_metric(trained, tmp_path, capsys):
+    from keras_attn.models import Classifier
+
+    root, _ = trained
+    out = tmp_path / "pruned"
+    # The run's classifier has one layer of 4 heads: 0.5 removes 2 of them,
+    # scored on the run's own validation data (32 examples).
+    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of the run's validation data (32 examples)" in printed
+    assert "kept heads (2 of 4; 2 pruned):" in printed
+    assert "encoder layer 0: 2/4 [" in printed
+    assert "accuracy: " in printed and " before, " in printed
+    pruned = Classifier.from_preset(out)
+    assert pruned.backbone.head_counts == [2]
+    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_time_budget_option_reaches_the_run(tmp_path, capsys):
+    recipe = os.path.join(ZOO, "generator_tiny_alphabet.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", recipe, "--time-budget", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --time-budget: must be a positive number of seconds (got '0')" in (
+        capsys.readouterr().err)
+    # A millisecond is spent before training starts (loading the data), so the
+    # run goes straight to evaluating and saving the untrained model.
+    output_dir = tmp_path / "run"
+    assert main(["train", recipe, "--output-dir", str(output_dir), "--time-budget", "0.001",
+                 "--set", "data.train.num_examples=64", "--set", "data.test.num_examples=8",
+                 "--set", "model.num_layers=1", "--verbose", "0"]) == 0
+    record = json.loads((output_dir / "metrics.json").read_text())
+    assert record["recipe"]["training"]["time_budget"] == 0.001
+    training = record["training"]
+    assert training["time_budget"] == 0.001 and training["stopped_by_budget"] is True
+    assert training["steps"] == 0 and training["epochs_reached"] == 0
+    assert training["budget_seconds_spent"] >= 0.001
+    assert record["metrics"]["examples"] == 8 and (output_dir / "preset" / "config.json").is_file()
+    assert "the time budget is spent" in capsys.readouterr().out
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = _run("--debug", "train", str(tmp_path / "missing.yaml"))
     assert result.returncode != 0
@@ -256,39 +308,6 @@ def test_bad_input_gives_one_error_line_and_exit_code_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
-
-
-def test_wrong_model_kind_and_empty_input(trained, capsys, monkeypatch):
-    root, _ = trained
-    assert main(["generate", str(root / "classifier"), "abc"]) == 2
-    assert "holds a classifier, not a generator" in capsys.readouterr().err
-    monkeypatch.setattr(sys, "stdin", io.StringIO("\n  \n"))
-    assert main(["classify", str(root / "classifier")]) == 2
-    assert "no input" in capsys.readouterr().err
-
-
-def test_export_then_serve_check_in_a_tensorflow_only_process(trained, tmp_path):
-    root, runs = trained
-    export_dir = tmp_path / "classifier_export"
-    result = _cli("export", str(root / "classifier"), str(export_dir))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (export_dir / "saved_model.pb").is_file()
-    texts = ["the film was not bad", "the plot was dull"]
-    python = _cli("classify", str(root / "classifier"), *texts)
-    served = _cli("serve-check", str(export_dir), *texts, "--repeats", "2")
-    assert served.returncode == 0, served.stderr[-2000:]
-    assert "TensorFlow only" in served.stderr and "ms" in served.stderr
-    # The same labels as the Python API, line by line.
-    python_labels = [line.split("\t")[0] for line in python.stdout.strip().splitlines()]
-    served_lines = served.stdout.strip().splitlines()
-    assert len(served_lines) == 2
-    for text, label, line in zip(texts, python_labels, served_lines):
-        assert line.startswith(text + "\t") and f"labels={label}" in line
-    again = _cli("export", str(root / "classifier"), str(export_dir))
-    assert again.returncode == 2 and "already exists" in _error_line(again)
-    wrong = _cli("export", str(root / "classifier"), str(tmp_path / "x"), "--beam-width", "2")
-    assert wrong.returncode == 2
-    assert "--beam-width does not apply to a classifier" in _error_line(wrong)
 
 
 def test_masked_lm_trains_evaluates_and_exports_through_the_cli(tmp_path):
@@ -351,25 +370,6 @@ def test_generate_and_translate_pass_the_repetition_controls(tmp_path, capsys):
             main(["translate", str(tmp_path / "translator"), "one", option, value])
         assert exit_info.value.code == 2
         assert f"argument {option}: {message}" in capsys.readouterr().err
-
-
-def test_prune_writes_a_smaller_preset_and_reports_the_metric(trained, tmp_path, capsys):
-    from keras_attn.models import Classifier
-
-    root, _ = trained
-    out = tmp_path / "pruned"
-    # The run's classifier has one layer of 4 heads: 0.5 removes 2 of them,
-    # scored on the run's own validation data (32 examples).
-    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "of the run's validation data (32 examples)" in printed
-    assert "kept heads (2 of 4; 2 pruned):" in printed
-    assert "encoder layer 0: 2/4 [" in printed
-    assert "accuracy: " in printed and " before, " in printed
-    pruned = Classifier.from_preset(out)
-    assert pruned.backbone.head_counts == [2]
-    assert main(["prune", str(root / "classifier"), "--heads", "0.5", "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
 
 
 def test_prune_of_a_preset_needs_data(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -146,6 +147,7 @@ def test_over_the_tree_budget_a_worker_waits_for_the_other(tmp_path):
     assert len(spans) == 3
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))  # one at a time
     assert "peak memory of the whole process tree" in output
+    assert re.search(r"\n2 workers started, \d+ s in all until each had collected", output)
     rows = [json.loads(line) for line in (tmp_path / "report.jsonl").read_text().splitlines()]
     units = [row for row in rows if "unit" in row]
     assert sorted(row["unit"] for row in units) == sorted(TIMED_MODULES)

@@ -17,7 +17,7 @@ from keras_attn.export import METADATA_FILE, export
 from keras_attn.export.serve_check import run_in_fresh_process
 from keras_attn.models import Classifier, Generator, MaskedLanguageModel, Translator
 from keras_attn.tokenizers import WordPieceTokenizer
-from keras_attn.training import MaskedSparseCategoricalCrossentropy
+from tests.models.conftest import compile_for_tokens
 
 
 def serve_in_fresh_process(path, calls, needs_text=False):
@@ -28,13 +28,6 @@ def serve_in_fresh_process(path, calls, needs_text=False):
     return [call["outputs"] for call in answer["results"]]
 
 
-def compile_for_tokens(model):
-    model.compile(
-        optimizer=keras.optimizers.Adam(3e-3),
-        loss=MaskedSparseCategoricalCrossentropy(),
-        jit_compile=True,
-    )
-    return model
 
 
 # ------------------------------------------------------------------ models

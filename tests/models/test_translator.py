@@ -92,28 +92,6 @@ def test_keras_file_and_preset_round_trips(trained, tmp_path):
     assert loaded.translate(sources) == translator.translate(sources)
 
 
-def test_separate_vocabularies_train_under_mixed_precision_and_distribution():
-    sources, targets = number_words(256, seed=6)
-    source_tokenizer = WordPieceTokenizer.train(sources, vocabulary_size=60)
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    translator = compile_for_tokens(Translator.from_preset(
-        "tiny", source_tokenizer=source_tokenizer, target_tokenizer=ByteTokenizer(),
-        source_length=8, target_length=6))
-    assert not translator.backbone.share_embeddings
-    assert translator.backbone.source_vocabulary_size == source_tokenizer.vocabulary_size
-    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
-                             epochs=2, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
-    assert len(translator.translate(sources[:2], beam_width=2)) == 2
-    keras.config.set_dtype_policy("float32")
-    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
-        translator = compile_for_tokens(Translator.from_preset(
-            "tiny", source_length=32, target_length=6))
-    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
-                             epochs=3, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-
-
 def test_bad_arguments(trained):
     translator, _ = trained
     with pytest.raises(ValueError, match="beam_width"):
@@ -164,6 +142,28 @@ def test_repetition_controls_in_greedy_and_beam_search(trained):
         translator.translate("one", no_repeat_ngram_size=1.5)
     with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
         translator.translate("one", beam_width=2, repetition_penalty=-1.0)
+
+
+def test_separate_vocabularies_train_under_mixed_precision_and_distribution():
+    sources, targets = number_words(256, seed=6)
+    source_tokenizer = WordPieceTokenizer.train(sources, vocabulary_size=60)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    translator = compile_for_tokens(Translator.from_preset(
+        "tiny", source_tokenizer=source_tokenizer, target_tokenizer=ByteTokenizer(),
+        source_length=8, target_length=6))
+    assert not translator.backbone.share_embeddings
+    assert translator.backbone.source_vocabulary_size == source_tokenizer.vocabulary_size
+    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
+                             epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert len(translator.translate(sources[:2], beam_width=2)) == 2
+    keras.config.set_dtype_policy("float32")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        translator = compile_for_tokens(Translator.from_preset(
+            "tiny", source_length=32, target_length=6))
+    history = translator.fit(translator.make_dataset(sources, targets, batch_size=32),
+                             epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 def test_translate_refuses_nan_penalty_zero_length_and_too_many_beams():
