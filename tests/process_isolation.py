@@ -788,9 +788,10 @@ class _IsolatedRun:
                 unit = units[measurement["unit"]]
                 unit["seconds"] = round(unit["seconds"] + measurement["seconds"], 1)
                 unit["growth_mb"] = max(unit["growth_mb"], measurement["growth_mb"])
-            with open(path, "w", encoding="utf-8") as handle:
-                json.dump({"units": dict(sorted(units.items()))}, handle, indent=0)
-                handle.write("\n")
+            lines = [f"  {json.dumps(unit)}: {json.dumps(record)}"
+                     for unit, record in sorted(units.items())]
+            with open(path, "w", encoding="utf-8") as handle:  # one line per unit: short diffs
+                handle.write('{"units": {\n' + ",\n".join(lines) + "\n}}\n")
         path = self.config.getoption("isolation_report")
         if path:
             with open(path, "w", encoding="utf-8") as report:
