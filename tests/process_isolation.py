@@ -526,6 +526,7 @@ class _Worker:
         self.number = number
         self.spawned_at = time.monotonic()
         self.ready_after = None  # seconds from its start to asking for a unit
+        self.waiting_since = 0.0
         self.buffer = b""
         self.unit = []  # node ids handed over and not finished
         self.running = None  # (node id, location) of the test in progress
@@ -604,6 +605,7 @@ class _IsolatedRun:
                 self.command.append(arg)
         self.measurements = []
         self.start_up_seconds = []  # of each worker, until it asked for a unit
+        self.waited_seconds = 0.0  # workers' time between asking and getting a unit
         self.test_seconds = collections.Counter()  # setup + call + teardown of each test
         self.tree_peak_mb = 0.0
         self.tree_peak_units = []  # the units running when the tree peaked
@@ -715,6 +717,8 @@ class _IsolatedRun:
                 worker.unit = []
             worker.handed = list(worker.unit)
             worker.waiting = False
+            if worker.unit:
+                self.waited_seconds += time.monotonic() - worker.waiting_since
             worker.start_mb = worker.current_mb
             worker.started_at = time.monotonic()
             worker.expected_seconds = self.expected(worker.unit, "seconds") if worker.unit else 0
@@ -723,10 +727,12 @@ class _IsolatedRun:
             worker.send(worker.unit)
 
     def choose(self, worker, runnable):
-        """The unit `worker` runs next: the first (longest) whose expected
+        """The unit `worker` runs next: the first (longest) if its expected
         growth fits the tree's budget beside the running units; else the first
-        that fits and is expected to end before they do (it delays no one);
-        else, with nothing else running, the first; else None (wait)."""
+        that fits and is expected to end before they do (it delays the first
+        by nothing); else the first that fits (the first waits for memory, the
+        CPU does not); with nothing else running, the first regardless; else
+        None (the worker waits)."""
         others = [other for other in self.workers if other is not worker and other.unit]
         if not others:
             return runnable[0]
@@ -746,11 +752,12 @@ class _IsolatedRun:
         ends = [other.started_at + other.expected_seconds - now
                 for other in others if other.expected_seconds is not None]
         window = max(ends) if ends else 0.0
-        for unit in runnable[1:]:
+        fitting = [unit for unit in runnable[1:] if fits(unit)]
+        for unit in fitting:
             seconds = self.expected(unit, "seconds")
-            if seconds is not None and seconds <= window and fits(unit):
+            if seconds is not None and seconds <= window:
                 return unit
-        return None
+        return fitting[0] if fitting else None
 
     def sample_memory(self):
         now = time.monotonic()
@@ -781,6 +788,7 @@ class _IsolatedRun:
         _summary["tree_peak_mb"] = self.tree_peak_mb
         _summary["tree_peak_units"] = self.tree_peak_units
         _summary["start_up_seconds"] = self.start_up_seconds
+        _summary["waited_seconds"] = self.waited_seconds
         path = self.config.getoption("isolation_save_profile")
         if path and self.measurements:
             units = collections.defaultdict(lambda: {"seconds": 0.0, "growth_mb": 0})
@@ -828,6 +836,7 @@ class _IsolatedRun:
                 worker.ready_after = time.monotonic() - worker.spawned_at
                 self.start_up_seconds.append(worker.ready_after)
             worker.waiting = True
+            worker.waiting_since = time.monotonic()
             self.hand_out()
         elif kind == "start":
             worker.running = (message["nodeid"], tuple(message["location"]))
@@ -937,7 +946,8 @@ def pytest_terminal_summary(terminalreporter):
     )
     start_ups = _summary["start_up_seconds"]
     write(f"{len(start_ups)} workers started, {sum(start_ups):.0f} s in all until each "
-          f"had collected its tests (longest {max(start_ups, default=0):.1f} s)")
+          f"had collected its tests (longest {max(start_ups, default=0):.1f} s); "
+          f"{_summary['waited_seconds']:.0f} s waiting for memory to free")
     for title, key in (("slowest", "seconds"), ("largest", "with_subprocesses_peak_mb")):
         write(f"{title} units: seconds, worker's peak resident MiB, "
               f"worker + subprocesses peak PSS MiB")

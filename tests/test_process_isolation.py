@@ -336,3 +336,69 @@ def test_late_workers_import_only_queued_modules_and_a_full_tree_splits_modules(
             # Worker 1 runs a (imports a, b); worker 2 runs b (imports b only).
             assert len(logs) == 2
             assert (_imports(imports, "a"), _imports(imports, "b")) == (2, 3)
+
+
+class _Item:
+    def __init__(self, nodeid):
+        self.nodeid = nodeid
+
+    def get_closest_marker(self, name):
+        return None
+
+
+def _planner(profile, running, tree_mb, budget_mb=3584):
+    """An isolated run's hand-out state without processes: `profile` maps a
+    module to (seconds, growth MiB); `running` is the other worker's module,
+    seconds since it started and MiB grown so far."""
+    import time
+    from types import SimpleNamespace
+
+    from tests import process_isolation
+
+    run = object.__new__(process_isolation._IsolatedRun)
+    run.items = {f"{name}::test": _Item(f"{name}::test") for name in profile}
+    run.profile = {name: {"seconds": seconds, "growth_mb": growth}
+                   for name, (seconds, growth) in profile.items()}
+    run.tree_mb, run.tree_budget_mb = tree_mb, budget_mb
+    name, elapsed, grown = running
+    seconds, growth = profile[name]
+    other = SimpleNamespace(unit=[f"{name}::test"], start_mb=700.0, current_mb=700.0 + grown,
+                            expected_growth_mb=growth, expected_seconds=seconds,
+                            started_at=time.monotonic() - elapsed)
+    waiting = SimpleNamespace(unit=[])
+    run.workers = [other, waiting]
+    return run, waiting
+
+
+def _choice(run, worker, names):
+    chosen = run.choose(worker, [[f"{name}::test"] for name in names])
+    return None if chosen is None else chosen[0].split("::")[0]
+
+
+def test_the_planner_keeps_large_units_apart_and_the_cpu_busy():
+    profile = {"big.py": (100.0, 2000), "large.py": (90.0, 1800), "long.py": (80.0, 300),
+               "short.py": (20.0, 300), "huge_short.py": (10.0, 3000), "running.py": (60.0, 1500)}
+    queue = ["large.py", "long.py", "short.py", "huge_short.py"]
+    # The tree at 1.5 GiB, the running unit still to grow by 1.5 GiB: the large
+    # unit would overflow 3.5 GiB; the short one fits and ends first.
+    run, waiting = _planner(profile, ("running.py", 10.0, 0), tree_mb=1500)
+    assert _choice(run, waiting, queue) == "short.py"
+    # Once the running unit is past its expected end, the longest that fits.
+    run, waiting = _planner(profile, ("running.py", 70.0, 0), tree_mb=1500)
+    assert _choice(run, waiting, queue) == "long.py"
+    # Grown as expected already: the large one fits now.
+    run, waiting = _planner(profile, ("running.py", 10.0, 1500), tree_mb=1500)
+    assert _choice(run, waiting, queue) == "large.py"
+    # Nothing fits beside it: the worker waits.
+    run, waiting = _planner(profile, ("running.py", 10.0, 0), tree_mb=3400)
+    assert _choice(run, waiting, queue) is None
+    # Nothing else running: the first unit, whatever its size.
+    run, waiting = _planner(profile, ("running.py", 10.0, 0), tree_mb=3400)
+    run.workers = [waiting]
+    assert _choice(run, waiting, ["huge_short.py", "short.py"]) == "huge_short.py"
+    # A unit the profile has not seen is expected to grow by 1 GiB.
+    run, waiting = _planner(profile, ("running.py", 10.0, 1500), tree_mb=2600)
+    run.items["new.py::test"] = _Item("new.py::test")
+    assert _choice(run, waiting, ["new.py", "short.py"]) == "short.py"
+    run.tree_mb = 2500
+    assert _choice(run, waiting, ["new.py", "short.py"]) == "new.py"
