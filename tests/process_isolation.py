@@ -51,7 +51,10 @@ ones only if the profile's growth for it, added to the tree's present size
 and the growth still expected of the running units, stays within
 `--isolation-tree-memory-mb`; otherwise the worker takes the longest queued
 unit that fits and ends before the running ones are expected to, or waits.
-A unit the profile does not know is expected to grow by 1 GiB.
+A unit the profile does not know is expected to grow by 1 GiB. A worker that
+has run units already and would pass `--isolation-split-memory-mb` with the
+next one's expected growth exits first, so that a fresh worker runs that
+module whole rather than splitting it (and setting its fixtures up twice).
 
 The terminal summary names the slowest and the largest units and the peak
 memory of the whole process tree (this process, the workers and everything
@@ -527,6 +530,7 @@ class _Worker:
         self.spawned_at = time.monotonic()
         self.ready_after = None  # seconds from its start to asking for a unit
         self.waiting_since = 0.0
+        self.resident_mb = None  # after its last unit (None: it has run none)
         self.buffer = b""
         self.unit = []  # node ids handed over and not finished
         self.running = None  # (node id, location) of the test in progress
@@ -611,6 +615,7 @@ class _IsolatedRun:
         self.tree_peak_units = []  # the units running when the tree peaked
         self.tree_mb = 0.0
         self.tree_budget_mb = self.config.getoption("isolation_tree_memory_mb")
+        self.split_limit_mb = self.config.getoption("isolation_split_memory_mb")
         self.next_sample = 0.0
         self.environment = dict(os.environ, KERAS_ATTN_TEST_ISOLATION="off")
 
@@ -711,8 +716,11 @@ class _IsolatedRun:
                 chosen = self.choose(worker, runnable)
                 if chosen is None:
                     continue  # asked again after the next sample or finish
-                worker.unit = list(chosen)
-                self.units.remove(chosen)
+                if self.splits_in(worker, chosen):
+                    worker.unit = []  # it exits; a fresh worker takes the unit whole
+                else:
+                    worker.unit = list(chosen)
+                    self.units.remove(chosen)
             else:
                 worker.unit = []
             worker.handed = list(worker.unit)
@@ -725,6 +733,14 @@ class _IsolatedRun:
             growth = self.expected(worker.unit, "growth_mb") if worker.unit else 0
             worker.expected_growth_mb = _UNKNOWN_GROWTH_MB if growth is None else growth
             worker.send(worker.unit)
+
+    def splits_in(self, worker, unit):
+        """Whether `worker`, having run units already, would grow past the
+        split limit with `unit`'s expected growth (a fresh worker would set up
+        the unit's module fixtures once, not twice)."""
+        growth = self.expected(unit, "growth_mb")
+        growth = _UNKNOWN_GROWTH_MB if growth is None else growth
+        return worker.resident_mb is not None and worker.resident_mb + growth > self.split_limit_mb
 
     def choose(self, worker, runnable):
         """The unit `worker` runs next: the first (longest) if its expected
@@ -860,6 +876,7 @@ class _IsolatedRun:
                 self.units.appendleft(list(worker.unit))
             worker.unit = []
         elif kind == "measured":
+            worker.resident_mb = message["resident_after_mb"]
             measurement = {key: value for key, value in message.items() if key != "kind"}
             measurement["unit"] = self.unit_name(worker.handed)
             measurement["worker"] = worker.number

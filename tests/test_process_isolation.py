@@ -402,3 +402,15 @@ def test_the_planner_keeps_large_units_apart_and_the_cpu_busy():
     assert _choice(run, waiting, ["new.py", "short.py"]) == "short.py"
     run.tree_mb = 2500
     assert _choice(run, waiting, ["new.py", "short.py"]) == "new.py"
+
+    # A worker that has run units and would pass the split limit with the
+    # large one's growth makes way for a fresh worker; one that has run none
+    # takes it.
+    run.split_limit_mb = 2560
+    waiting.resident_mb = 700
+    assert not run.splits_in(waiting, ["large.py::test"])
+    waiting.resident_mb = 1400
+    assert run.splits_in(waiting, ["large.py::test"])
+    assert not run.splits_in(waiting, ["short.py::test"])
+    waiting.resident_mb = None
+    assert not run.splits_in(waiting, ["large.py::test"])

@@ -74,24 +74,6 @@ def test_beam_search_translates_batches_and_matches_one_at_a_time(trained):
     assert [translator.translate(s, beam_width=4) for s in sources[:3]] == batch[:3]
 
 
-def test_keras_file_and_preset_round_trips(trained, tmp_path):
-    translator, _ = trained
-    sources, _ = number_words(4, seed=5)
-    source_ids, _ = translator.encode_sources(sources)
-    inputs = {"source_ids": source_ids, "target_ids": np.full((4, 8), 2, "int32")}
-    expected_logits = logits_of(translator, inputs)
-    expected = translator.translate(sources, beam_width=2)
-    path = str(tmp_path / "translator.keras")
-    translator.save(path)
-    restored = keras.models.load_model(path)
-    np.testing.assert_allclose(logits_of(restored, inputs), expected_logits, atol=1e-6)
-    assert restored.translate(sources, beam_width=2) == expected
-    translator.save_to_preset(str(tmp_path / "preset"))
-    loaded = Translator.from_preset(str(tmp_path / "preset"))
-    np.testing.assert_allclose(logits_of(loaded, inputs), expected_logits, atol=1e-6)
-    assert loaded.translate(sources) == translator.translate(sources)
-
-
 def test_bad_arguments(trained):
     translator, _ = trained
     with pytest.raises(ValueError, match="beam_width"):
@@ -142,6 +124,24 @@ def test_repetition_controls_in_greedy_and_beam_search(trained):
         translator.translate("one", no_repeat_ngram_size=1.5)
     with pytest.raises(ValueError, match="`repetition_penalty` must be a finite number > 0"):
         translator.translate("one", beam_width=2, repetition_penalty=-1.0)
+
+
+def test_keras_file_and_preset_round_trips(trained, tmp_path):
+    translator, _ = trained
+    sources, _ = number_words(4, seed=5)
+    source_ids, _ = translator.encode_sources(sources)
+    inputs = {"source_ids": source_ids, "target_ids": np.full((4, 8), 2, "int32")}
+    expected_logits = logits_of(translator, inputs)
+    expected = translator.translate(sources, beam_width=2)
+    path = str(tmp_path / "translator.keras")
+    translator.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(logits_of(restored, inputs), expected_logits, atol=1e-6)
+    assert restored.translate(sources, beam_width=2) == expected
+    translator.save_to_preset(str(tmp_path / "preset"))
+    loaded = Translator.from_preset(str(tmp_path / "preset"))
+    np.testing.assert_allclose(logits_of(loaded, inputs), expected_logits, atol=1e-6)
+    assert loaded.translate(sources) == translator.translate(sources)
 
 
 def test_separate_vocabularies_train_under_mixed_precision_and_distribution():
