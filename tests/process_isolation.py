@@ -50,7 +50,8 @@ no long unit is left running alone at the end. A unit starts beside running
 ones only if the profile's growth for it, added to the tree's present size
 and the growth still expected of the running units, stays within
 `--isolation-tree-memory-mb`; otherwise the worker takes the longest queued
-unit that fits and ends before the running ones are expected to, or waits.
+unit that fits and ends before the running ones are expected to, else the
+longest that fits, and waits only when none fits.
 A unit the profile does not know is expected to grow by 1 GiB. A worker that
 has run units already and would pass `--isolation-split-memory-mb` with the
 next one's expected growth exits first, so that a fresh worker runs that
@@ -388,6 +389,9 @@ def pytest_collection_modifyitems(session, config, items):
 _child = {}  # "config" and "channel" in a child process
 
 
+_profile_file = {}  # config -> the profile file's units, read once at configure time
+
+
 def _read_profile(config):
     """`{unit: {"seconds", "growth_mb"}}` from `--isolation-profile` (or the
     default file where it exists), else {}; a file that is not a profile is a
@@ -415,7 +419,7 @@ def _read_profile(config):
 
 def pytest_configure(config):
     if not _is_child(config) and _may_isolate(config):
-        _read_profile(config)  # a bad file fails before any test runs
+        _profile_file[config] = _read_profile(config)  # a bad file fails before any test runs
     if _is_child(config):
         _child["config"] = config
         _child["channel"] = _Channel(config.getoption(_CHILD_OPTION))
@@ -668,7 +672,8 @@ class _IsolatedRun:
     def read_profile(self):
         """The profile file's `{unit: {"seconds", "growth_mb"}}`, with the
         seconds of the last run in pytest's cache where it has them."""
-        profile = {unit: dict(record) for unit, record in _read_profile(self.config).items()}
+        recorded = _profile_file.get(self.config, {})
+        profile = {unit: dict(record) for unit, record in recorded.items()}
         cache = getattr(self.config, "cache", None)
         for unit, seconds in (cache.get(_CACHE_KEY, {}) if cache is not None else {}).items():
             profile.setdefault(unit, {})["seconds"] = seconds
@@ -678,6 +683,11 @@ class _IsolatedRun:
         """The profile's `seconds` or `growth_mb` for a unit (its node ids), or
         None where it has no record."""
         return self.profile.get(self.unit_name(unit), {}).get(key)
+
+    def expected_growth_mb(self, unit):
+        """The profile's memory growth for a unit, 1 GiB where it has none."""
+        growth = self.expected(unit, "growth_mb")
+        return _UNKNOWN_GROWTH_MB if growth is None else growth
 
     def longest_first(self, units):
         """The units, those that took longest in the last run (or the profile)
@@ -730,17 +740,15 @@ class _IsolatedRun:
             worker.start_mb = worker.current_mb
             worker.started_at = time.monotonic()
             worker.expected_seconds = self.expected(worker.unit, "seconds") if worker.unit else 0
-            growth = self.expected(worker.unit, "growth_mb") if worker.unit else 0
-            worker.expected_growth_mb = _UNKNOWN_GROWTH_MB if growth is None else growth
+            worker.expected_growth_mb = self.expected_growth_mb(worker.unit) if worker.unit else 0
             worker.send(worker.unit)
 
     def splits_in(self, worker, unit):
         """Whether `worker`, having run units already, would grow past the
         split limit with `unit`'s expected growth (a fresh worker would set up
         the unit's module fixtures once, not twice)."""
-        growth = self.expected(unit, "growth_mb")
-        growth = _UNKNOWN_GROWTH_MB if growth is None else growth
-        return worker.resident_mb is not None and worker.resident_mb + growth > self.split_limit_mb
+        return (worker.resident_mb is not None
+                and worker.resident_mb + self.expected_growth_mb(unit) > self.split_limit_mb)
 
     def choose(self, worker, runnable):
         """The unit `worker` runs next: the first (longest) if its expected
@@ -759,9 +767,7 @@ class _IsolatedRun:
                       for other in others)
 
         def fits(unit):
-            growth = self.expected(unit, "growth_mb")
-            growth = _UNKNOWN_GROWTH_MB if growth is None else growth
-            return self.tree_mb + pending + growth <= self.tree_budget_mb
+            return self.tree_mb + pending + self.expected_growth_mb(unit) <= self.tree_budget_mb
 
         if fits(runnable[0]):
             return runnable[0]
